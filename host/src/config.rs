@@ -1,0 +1,595 @@
+//! The gateway's configuration: a TOML file, then environment overrides.
+//!
+//! Why so strict: a typo in a cache config is silent in most gateways (an unknown key ignored, a
+//! route that never matches) and shows up weeks later as stale or private data served. Here every
+//! unknown key, bad value and inconsistent route is refused at start with `file:line:column` and
+//! the problem, before a socket is bound.
+//!
+//! Paths in the file (the plugin directory) are relative to the file's own directory, so
+//! `larder serve --config /etc/larder/larder.toml` works from any working directory.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A config file that could not be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("environment variable {var}={value:?}: {message}")]
+    Env {
+        var: &'static str,
+        value: String,
+        message: String,
+    },
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (for messages and reloads).
+    pub path: PathBuf,
+    pub server: ServerConfig,
+    pub cache: CacheConfig,
+    pub redis: Option<RedisConfig>,
+    pub plugins: PluginsConfig,
+    pub routes: Vec<RouteConfig>,
+    /// The environment overrides applied, kept so that a reload applies the same ones.
+    pub env: EnvOverrides,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where clients connect (`LARDER_LISTEN`).
+    pub listen: SocketAddr,
+    /// The admin API (`LARDER_ADMIN_LISTEN`); keep it on loopback or a private network.
+    pub admin_listen: SocketAddr,
+    /// The origin every request is forwarded to (`LARDER_UPSTREAM`), `http://host:port`.
+    pub upstream: http::Uri,
+    /// How long an upstream request may take before the client gets 504.
+    pub upstream_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Responses with bodies larger than this are streamed through and never stored.
+    pub max_object_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]` (`REDIS_URL`).
+    pub url: String,
+    /// Prefix of every key Larder writes (default `larder:`).
+    pub prefix: String,
+    /// Per-operation timeout: a slow Redis costs a request at most this long.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PluginsConfig {
+    /// Directory holding `<name>.wasm` policy components (`LARDER_PLUGIN_DIR`).
+    pub dir: PathBuf,
+    /// Default guest run time allowed per call.
+    pub deadline: Duration,
+    /// Linear memory an instance may grow to, in bytes.
+    pub memory_limit: usize,
+}
+
+/// What to do when a route's plugin fails (traps, overruns its deadline, answers nonsense).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// Proxy the request uncached (the default: a broken policy must not break the API).
+    #[default]
+    Open,
+    /// Answer 502: for policies that guard private data, where caching wrongly is worse than
+    /// not answering.
+    Closed,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Unique name; namespaces the route's cache keys.
+    pub name: String,
+    /// Path pattern with `{param}` captures, e.g. `/api/v1/repositories/{id}`.
+    pub path: String,
+    /// Methods this route handles (upper-case).
+    pub methods: Vec<http::Method>,
+    /// Plugin name: the stem of a `.wasm` file in the plugin directory.
+    pub plugin: String,
+    /// Free-form settings handed to the plugin, every value rendered as a string.
+    pub settings: Vec<(String, String)>,
+    pub fail: FailMode,
+    pub deadline: Duration,
+    pub upstream_timeout: Duration,
+    /// Line of the route's `plugin` key, for messages about a missing plugin.
+    pub plugin_line: usize,
+}
+
+// ---- the file as written -------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    cache: RawCache,
+    redis: Option<RawRedis>,
+    #[serde(default)]
+    plugins: RawPlugins,
+    #[serde(default, rename = "route")]
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<String>>,
+    admin_listen: Option<Spanned<String>>,
+    upstream: Option<Spanned<String>>,
+    upstream_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    max_object_size: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedis {
+    url: Option<String>,
+    prefix: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPlugins {
+    dir: Option<String>,
+    deadline_ms: Option<u64>,
+    memory_limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: Spanned<String>,
+    path: Spanned<String>,
+    methods: Option<Spanned<Vec<String>>>,
+    plugin: Spanned<String>,
+    #[serde(default)]
+    settings: BTreeMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    fail: FailMode,
+    deadline_ms: Option<u64>,
+    upstream_timeout_ms: Option<u64>,
+}
+
+/// Defaults, in one place so the README's key table can be checked against them.
+pub mod defaults {
+    pub const LISTEN: &str = "0.0.0.0:8359";
+    pub const ADMIN_LISTEN: &str = "127.0.0.1:8360";
+    pub const UPSTREAM: &str = "http://127.0.0.1:8000";
+    pub const UPSTREAM_TIMEOUT_MS: u64 = 30_000;
+    pub const MAX_OBJECT_SIZE: usize = 8 * 1024 * 1024;
+    pub const REDIS_PREFIX: &str = "larder:";
+    pub const REDIS_TIMEOUT_MS: u64 = 50;
+    pub const PLUGIN_DIR: &str = "plugins";
+    pub const DEADLINE_MS: u64 = 5;
+    pub const MEMORY_LIMIT: usize = 16 * 1024 * 1024;
+}
+
+/// Environment variables that override the file, as a deployment sets them.
+#[derive(Debug, Clone, Default)]
+pub struct EnvOverrides {
+    pub redis_url: Option<String>,
+    pub upstream: Option<String>,
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub plugin_dir: Option<String>,
+}
+
+impl EnvOverrides {
+    /// Reads `REDIS_URL`, `LARDER_UPSTREAM`, `LARDER_LISTEN`, `LARDER_ADMIN_LISTEN` and
+    /// `LARDER_PLUGIN_DIR`; empty values count as unset.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self {
+            redis_url: var("REDIS_URL"),
+            upstream: var("LARDER_UPSTREAM"),
+            listen: var("LARDER_LISTEN"),
+            admin_listen: var("LARDER_ADMIN_LISTEN"),
+            plugin_dir: var("LARDER_PLUGIN_DIR"),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`, then applies `env`.
+    pub fn load(path: &Path, env: &EnvOverrides) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text, env)
+    }
+
+    /// Validates `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str, env: &EnvOverrides) -> Result<Self, ConfigError> {
+        let at = Locator { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            at.error(offset, e.message().trim_end())
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+
+        let server = ServerConfig {
+            listen: at.socket_addr(raw.server.listen.as_ref(), defaults::LISTEN)?,
+            admin_listen: at
+                .socket_addr(raw.server.admin_listen.as_ref(), defaults::ADMIN_LISTEN)?,
+            upstream: at.upstream(raw.server.upstream.as_ref())?,
+            upstream_timeout: Duration::from_millis(
+                raw.server
+                    .upstream_timeout_ms
+                    .unwrap_or(defaults::UPSTREAM_TIMEOUT_MS),
+            ),
+        };
+        let cache = CacheConfig {
+            max_object_size: raw
+                .cache
+                .max_object_size
+                .unwrap_or(defaults::MAX_OBJECT_SIZE),
+        };
+        let redis = raw.redis.map(|r| RedisConfig {
+            url: r.url.unwrap_or_default(),
+            prefix: r.prefix.unwrap_or_else(|| defaults::REDIS_PREFIX.into()),
+            timeout: Duration::from_millis(r.timeout_ms.unwrap_or(defaults::REDIS_TIMEOUT_MS)),
+        });
+        let plugins = PluginsConfig {
+            dir: base.join(raw.plugins.dir.as_deref().unwrap_or(defaults::PLUGIN_DIR)),
+            deadline: Duration::from_millis(
+                raw.plugins.deadline_ms.unwrap_or(defaults::DEADLINE_MS),
+            ),
+            memory_limit: raw.plugins.memory_limit.unwrap_or(defaults::MEMORY_LIMIT),
+        };
+
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        for r in raw.routes {
+            routes.push(at.route(r, &plugins, &server)?);
+        }
+        at.check_route_names(&routes)?;
+
+        let mut config = Config {
+            path: path.to_owned(),
+            server,
+            cache,
+            redis,
+            plugins,
+            routes,
+            env: env.clone(),
+        };
+        config.apply_env(env)?;
+        if let Some(redis) = &config.redis
+            && redis.url.is_empty()
+        {
+            return Err(at.error(
+                text.find("[redis]").unwrap_or(0),
+                "[redis] needs `url` (or set REDIS_URL); remove the section to use the in-memory store",
+            ));
+        }
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: &EnvOverrides) -> Result<(), ConfigError> {
+        if let Some(url) = &env.redis_url {
+            match &mut self.redis {
+                Some(r) => r.url = url.clone(),
+                None => {
+                    self.redis = Some(RedisConfig {
+                        url: url.clone(),
+                        prefix: defaults::REDIS_PREFIX.into(),
+                        timeout: Duration::from_millis(defaults::REDIS_TIMEOUT_MS),
+                    })
+                }
+            }
+        }
+        if let Some(v) = &env.upstream {
+            self.server.upstream = parse_upstream(v).map_err(|message| ConfigError::Env {
+                var: "LARDER_UPSTREAM",
+                value: v.clone(),
+                message,
+            })?;
+        }
+        for (var, value, slot) in [
+            ("LARDER_LISTEN", &env.listen, &mut self.server.listen),
+            (
+                "LARDER_ADMIN_LISTEN",
+                &env.admin_listen,
+                &mut self.server.admin_listen,
+            ),
+        ] {
+            if let Some(v) = value {
+                *slot = v.parse().map_err(|e| ConfigError::Env {
+                    var,
+                    value: v.clone(),
+                    message: format!("not a socket address (host:port): {e}"),
+                })?;
+            }
+        }
+        if let Some(dir) = &env.plugin_dir {
+            self.plugins.dir = PathBuf::from(dir);
+        }
+        Ok(())
+    }
+}
+
+fn parse_upstream(v: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = v
+        .parse()
+        .map_err(|e| format!("not a URL: {e} (expected http://host:port)"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err("only http:// upstreams are supported (TLS to the origin is not yet)".into());
+    }
+    if uri.authority().is_none() {
+        return Err("the URL has no host (expected http://host:port)".into());
+    }
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err("the URL must not have a path: requests keep their own path".into());
+    }
+    Ok(uri)
+}
+
+/// Turns byte offsets in the file into `file:line:column` errors.
+struct Locator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn error(&self, offset: usize, message: impl fmt::Display) -> ConfigError {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line,
+            column,
+            message: message.to_string(),
+        }
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn socket_addr(
+        &self,
+        value: Option<&Spanned<String>>,
+        default: &str,
+    ) -> Result<SocketAddr, ConfigError> {
+        match value {
+            None => Ok(default.parse().expect("default address parses")),
+            Some(v) => v.get_ref().parse().map_err(|e| {
+                self.error(
+                    v.span().start,
+                    format!("{:?} is not a socket address (host:port): {e}", v.get_ref()),
+                )
+            }),
+        }
+    }
+
+    fn upstream(&self, value: Option<&Spanned<String>>) -> Result<http::Uri, ConfigError> {
+        match value {
+            None => Ok(defaults::UPSTREAM.parse().expect("default upstream parses")),
+            Some(v) => parse_upstream(v.get_ref()).map_err(|m| self.error(v.span().start, m)),
+        }
+    }
+
+    fn route(
+        &self,
+        r: RawRoute,
+        plugins: &PluginsConfig,
+        server: &ServerConfig,
+    ) -> Result<RouteConfig, ConfigError> {
+        let name = r.name.get_ref();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(self.error(
+                r.name.span().start,
+                format!("route name {name:?} must be non-empty and use only a-z, 0-9, '-' and '_' (it appears in Redis keys)"),
+            ));
+        }
+        crate::routes::check_pattern(r.path.get_ref())
+            .map_err(|m| self.error(r.path.span().start, m))?;
+        let methods = match &r.methods {
+            None => vec![http::Method::GET, http::Method::HEAD],
+            Some(list) => {
+                let mut out = Vec::new();
+                for m in list.get_ref() {
+                    let upper = m.to_ascii_uppercase();
+                    let method = http::Method::from_bytes(upper.as_bytes()).map_err(|_| {
+                        self.error(list.span().start, format!("{m:?} is not an HTTP method"))
+                    })?;
+                    out.push(method);
+                }
+                if out.is_empty() {
+                    return Err(self.error(list.span().start, "`methods` must not be empty"));
+                }
+                out
+            }
+        };
+        let plugin = r.plugin.get_ref();
+        if plugin.is_empty() || plugin.contains(['/', '\\', '.']) {
+            return Err(self.error(
+                r.plugin.span().start,
+                format!("plugin {plugin:?} must be a plugin name (the file stem of <name>.wasm in the plugin directory), not a path"),
+            ));
+        }
+        let mut settings = Vec::with_capacity(r.settings.len());
+        for (key, value) in &r.settings {
+            let rendered = match value.get_ref() {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(self.error(
+                        value.span().start,
+                        format!(
+                            "setting `{key}` is a {}; settings must be strings, numbers or booleans",
+                            other.type_str()
+                        ),
+                    ));
+                }
+            };
+            settings.push((key.clone(), rendered));
+        }
+        Ok(RouteConfig {
+            name: name.clone(),
+            path: r.path.get_ref().clone(),
+            methods,
+            plugin: plugin.clone(),
+            settings,
+            fail: r.fail,
+            deadline: r
+                .deadline_ms
+                .map(Duration::from_millis)
+                .unwrap_or(plugins.deadline),
+            upstream_timeout: r
+                .upstream_timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or(server.upstream_timeout),
+            plugin_line: self.line_of(r.plugin.span().start),
+        })
+    }
+
+    fn check_route_names(&self, routes: &[RouteConfig]) -> Result<(), ConfigError> {
+        for (i, a) in routes.iter().enumerate() {
+            for b in &routes[..i] {
+                if a.name == b.name {
+                    let offset = self.nth_route_offset(i);
+                    return Err(self.error(
+                        offset,
+                        format!(
+                            "route name {:?} is used twice; names must be unique",
+                            a.name
+                        ),
+                    ));
+                }
+                if a.path == b.path && a.methods.iter().any(|m| b.methods.contains(m)) {
+                    let offset = self.nth_route_offset(i);
+                    return Err(self.error(
+                        offset,
+                        format!(
+                            "routes {:?} and {:?} both handle the same method on {:?}",
+                            b.name, a.name, a.path
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn nth_route_offset(&self, n: usize) -> usize {
+        self.text
+            .match_indices("[[route]]")
+            .nth(n)
+            .map(|(i, _)| i)
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("dir/larder.toml"), text, &EnvOverrides::default())
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.listen, defaults::LISTEN.parse().unwrap());
+        assert!(c.redis.is_none());
+        assert_eq!(c.plugins.dir, Path::new("dir/plugins"));
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_file_line_and_name() {
+        let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("dir/larder.toml:3:1:"), "{err}");
+        assert!(err.contains("listen_typo"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_pattern_names_its_line() {
+        let text = "[[route]]\nname = \"a\"\npath = \"/x/{id\"\nplugin = \"p\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.starts_with("dir/larder.toml:3:8:"), "{err}");
+    }
+
+    #[test]
+    fn nested_settings_are_refused() {
+        let text = "[[route]]\nname = \"a\"\npath = \"/x\"\nplugin = \"p\"\n[route.settings]\nttl = 5\nbad = [1]\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(":7:7:") && err.contains("array"), "{err}");
+        let ok = parse(&text.replace("bad = [1]\n", "")).unwrap();
+        assert_eq!(ok.routes[0].settings, vec![("ttl".into(), "5".into())]);
+    }
+
+    #[test]
+    fn duplicate_routes_are_refused() {
+        let route = "[[route]]\nname = \"a\"\npath = \"/x\"\nplugin = \"p\"\n";
+        let err = parse(&format!("{route}{route}")).unwrap_err().to_string();
+        assert!(err.contains(":5:1:") && err.contains("used twice"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_win_and_are_checked() {
+        let env = EnvOverrides {
+            redis_url: Some("redis://127.0.0.1:7000".into()),
+            upstream: Some("http://10.0.0.1:81".into()),
+            ..Default::default()
+        };
+        let c = Config::parse(Path::new("l.toml"), "", &env).unwrap();
+        assert_eq!(c.redis.unwrap().url, "redis://127.0.0.1:7000");
+        assert_eq!(c.server.upstream.to_string(), "http://10.0.0.1:81/");
+
+        let bad = EnvOverrides {
+            upstream: Some("https://x".into()),
+            ..Default::default()
+        };
+        let err = Config::parse(Path::new("l.toml"), "", &bad).unwrap_err();
+        assert!(err.to_string().contains("LARDER_UPSTREAM"), "{err}");
+    }
+}

@@ -1,0 +1,190 @@
+//! The gateway's shared state, and the snapshot a request takes when it starts.
+//!
+//! Everything a reload may change (the config, the route table, the plugins) lives in one
+//! [`Snapshot`] behind an `ArcSwap`: a request loads it once at entry and uses that snapshot to
+//! the end, so a reload can never hand it a route from one config and a plugin from another.
+//! What a reload does not change (the store, the upstream client, the engine) lives beside it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::config::Config;
+use crate::policy::sandbox::Limits;
+use crate::policy::{PluginEngine, PluginSet};
+use crate::proxy::upstream::Upstream;
+use crate::routes::RouteTable;
+use crate::store::Store;
+use crate::store::memory::{self, MemoryStore};
+use crate::store::redis::RedisStore;
+
+/// One consistent view of config, routes and plugins.
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    pub routes: RouteTable,
+    pub plugins: PluginSet,
+}
+
+/// A snapshot that cannot serve: a route names a plugin that did not load.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: route {route:?} uses plugin {plugin:?}, which is not loaded: {reason}")]
+pub struct MissingPlugin {
+    pub file: String,
+    pub line: usize,
+    pub route: String,
+    pub plugin: String,
+    pub reason: String,
+}
+
+impl Snapshot {
+    /// Loads the plugins for `config`, reusing unchanged ones from `previous`.
+    pub async fn build(
+        config: Arc<Config>,
+        engine: &PluginEngine,
+        previous: Option<&Snapshot>,
+    ) -> Result<Self, anyhow::Error> {
+        let routes = RouteTable::new(&config.routes).map_err(anyhow::Error::msg)?;
+        let plugins = PluginSet::load_dir(
+            engine,
+            &config.plugins.dir,
+            previous.map(|p| &p.plugins),
+            default_limits(&config),
+        )
+        .await;
+        Ok(Self {
+            config,
+            routes,
+            plugins,
+        })
+    }
+
+    /// Every route's plugin is loaded.
+    pub fn check(&self) -> Result<(), MissingPlugin> {
+        for route in self.routes.routes() {
+            let c = &route.config;
+            if self.plugins.get(&c.plugin).is_none() {
+                let reason = self
+                    .plugins
+                    .errors()
+                    .get(&c.plugin)
+                    .or_else(|| self.plugins.errors().get("*"))
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        format!(
+                            "no {}.wasm in {}",
+                            c.plugin,
+                            self.config.plugins.dir.display()
+                        )
+                    });
+                return Err(MissingPlugin {
+                    file: self.config.path.display().to_string(),
+                    line: c.plugin_line,
+                    route: c.name.clone(),
+                    plugin: c.plugin.clone(),
+                    reason,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Limits for trial instantiation: the config's defaults.
+pub fn default_limits(config: &Config) -> Limits {
+    Limits {
+        deadline: config
+            .plugins
+            .deadline
+            .max(std::time::Duration::from_millis(50)),
+        memory: config.plugins.memory_limit,
+    }
+}
+
+/// State shared by every request.
+pub struct Gateway {
+    snapshot: ArcSwap<Snapshot>,
+    pub store: Store,
+    pub upstream: Upstream,
+    pub engine: PluginEngine,
+    next_request_id: AtomicU64,
+    /// Serialises reloads; requests never take it.
+    pub reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl Gateway {
+    /// Builds the gateway for `config`: plugins loaded and checked, store started. Fails with a
+    /// message naming the file and line when a route's plugin is missing or broken.
+    pub async fn new(config: Config) -> anyhow::Result<Arc<Self>> {
+        let engine = PluginEngine::new()?;
+        let config = Arc::new(config);
+        let snapshot = Snapshot::build(config.clone(), &engine, None).await?;
+        snapshot.check()?;
+        let store = match &config.redis {
+            Some(redis) => {
+                tracing::info!(url = %redact(&redis.url), prefix = %redis.prefix, "store: redis");
+                Store::Redis(RedisStore::start(redis)?)
+            }
+            None => {
+                tracing::info!(
+                    "store: in-process memory (no [redis] in the config and no REDIS_URL); entries are lost on restart and not shared between instances"
+                );
+                Store::Memory(MemoryStore::new(memory::DEFAULT_BUDGET))
+            }
+        };
+        let upstream = Upstream::new(config.server.upstream.clone());
+        Ok(Arc::new(Self {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            store,
+            upstream,
+            engine,
+            next_request_id: AtomicU64::new(1),
+            reload_lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The current snapshot; hold it for the whole request.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Publishes a new snapshot; requests already running keep theirs.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    pub fn request_id(&self) -> u64 {
+        self.next_request_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// `redis://user:secret@host` -> `redis://user:***@host`, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            super::redact("redis://u:secret@h:1/0"),
+            "redis://u:***@h:1/0"
+        );
+        assert_eq!(super::redact("redis://h:1"), "redis://h:1");
+    }
+}

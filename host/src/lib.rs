@@ -1,0 +1,33 @@
+//! Larder: a caching gateway whose cache policies are WebAssembly components.
+//!
+//! Larder sits in front of an HTTP API, caches its responses in Redis (or in process), and asks a
+//! policy plugin, per route, what is cacheable, under which key, for how long, with which tags,
+//! and what a write invalidates. Plugins implement the `larder:policy` WIT world (`wit/`).
+//!
+//! # Layout
+//!
+//! The modules follow a request's path (see [`proxy`] for the phase chart):
+//!
+//! - [`config`]: the TOML file and environment overrides, validated with file:line errors.
+//! - [`routes`]: phase 1, matching method and path to a route.
+//! - [`policy`]: phase 2, the plugin host: engine, sandbox, calls, plugin sets.
+//! - [`store`]: phases 3 and 5, lookup and store; Redis and memory implementations, entry
+//!   format, keys, and invalidation tokens.
+//! - [`proxy`]: the phases in order, the upstream client, `Cache-Status`, invalidation.
+//! - [`gateway`]: shared state and the per-request snapshot of config, routes and plugins.
+//! - [`reload`]: replacing the snapshot without a restart.
+//! - [`admin`]: the admin listener (`/health`, `/plugins`, `/plugins/reload`).
+//! - [`server`]: binding, serving, graceful shutdown.
+
+pub mod admin;
+pub mod config;
+pub mod gateway;
+pub mod policy;
+pub mod proxy;
+pub mod reload;
+pub mod routes;
+pub mod server;
+pub mod store;
+
+pub use config::Config;
+pub use server::{Running, start};

@@ -1,0 +1,203 @@
+//! `larder plugin check` and `larder plugin run`: a policy author's loop from the shell.
+//!
+//! `run` calls a plugin exactly as the gateway would (same engine, same sandbox and limits), but
+//! with a request described on the command line, and prints the decisions as JSON, so a policy
+//! can be tried, and tested in the author's own CI, without a gateway, an origin or Redis.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use larder_bindings::types::{
+    Header, Invalidation, InvalidationTarget, KeyRef, Param, Request, RequestDecision, Response,
+    ResponseDecision,
+};
+use serde_json::{Value, json};
+
+use super::sandbox::Limits;
+use super::{Plugin, PluginEngine};
+
+/// Arguments of `larder plugin run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The plugin component.
+    pub file: PathBuf,
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// Request path, with the query if any (`/api/v1/repositories/1?x=y`).
+    #[arg(long)]
+    pub path: String,
+    /// The route's pattern, for path parameters (default: the path itself, no parameters).
+    #[arg(long)]
+    pub route: Option<String>,
+    /// The route's name.
+    #[arg(long, default_value = "cli")]
+    pub route_name: String,
+    /// A request header, `name:value` (repeatable).
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    pub headers: Vec<String>,
+    /// A route setting, `name=value` (repeatable).
+    #[arg(long = "setting", value_name = "NAME=VALUE")]
+    pub settings: Vec<String>,
+    /// An upstream status: also call on-response (safe methods) or on-invalidate (writes).
+    #[arg(long)]
+    pub status: Option<u16>,
+    /// An upstream response header, `name:value` (repeatable).
+    #[arg(long = "response-header", value_name = "NAME:VALUE")]
+    pub response_headers: Vec<String>,
+    /// Upstream body size in bytes.
+    #[arg(long)]
+    pub body_size: Option<u64>,
+    /// Per-call deadline in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub deadline_ms: u64,
+}
+
+async fn load(file: &Path) -> anyhow::Result<Plugin> {
+    let bytes = tokio::fs::read(file)
+        .await
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin")
+        .to_owned();
+    let engine = PluginEngine::new()?;
+    let plugin = tokio::task::spawn_blocking(move || engine.load(&name, &bytes)).await??;
+    Ok(plugin)
+}
+
+/// Loads and trial-instantiates `file`; describes it.
+pub async fn check(file: &Path) -> anyhow::Result<String> {
+    let plugin = load(file).await?;
+    plugin
+        .trial(Limits {
+            deadline: Duration::from_millis(100),
+            memory: 64 << 20,
+        })
+        .await?;
+    Ok(format!(
+        "{}: ok\n  world:   larder:policy@0.1.0/policy-plugin\n  name:    {}\n  version: {}\n  size:    {} bytes\n  exports: on-request, on-response, on-invalidate",
+        file.display(),
+        plugin.name,
+        plugin.version,
+        plugin.size
+    ))
+}
+
+fn split_pair<'a>(s: &'a str, sep: char, what: &str) -> anyhow::Result<(&'a str, &'a str)> {
+    s.split_once(sep)
+        .map(|(a, b)| (a.trim(), b.trim()))
+        .with_context(|| format!("{what} {s:?} must look like name{sep}value"))
+}
+
+fn headers(list: &[String]) -> anyhow::Result<Vec<Header>> {
+    list.iter()
+        .map(|h| {
+            let (name, value) = split_pair(h, ':', "header")?;
+            Ok(Header {
+                name: name.to_ascii_lowercase(),
+                value: value.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Runs the plugin on the described request; returns the decisions.
+pub async fn run(args: RunArgs) -> anyhow::Result<Value> {
+    let plugin = load(&args.file).await?;
+    let limits = Limits {
+        deadline: Duration::from_millis(args.deadline_ms),
+        memory: 64 << 20,
+    };
+    let (path, query) = match args.path.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (args.path.clone(), None),
+    };
+    let pattern = args.route.clone().unwrap_or_else(|| path.clone());
+    let mut router = matchit::Router::new();
+    router
+        .insert(pattern.as_str(), ())
+        .map_err(|e| anyhow::anyhow!("route pattern {pattern:?}: {e}"))?;
+    let params = router
+        .at(&path)
+        .map_err(|_| anyhow::anyhow!("path {path:?} does not match route {pattern:?}"))?
+        .params
+        .iter()
+        .map(|(k, v)| Param {
+            name: k.to_owned(),
+            value: v.to_owned(),
+        })
+        .collect();
+    let settings = args
+        .settings
+        .iter()
+        .map(|s| {
+            let (name, value) = split_pair(s, '=', "setting")?;
+            Ok(Param {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let req = Request {
+        method: args.method.to_ascii_uppercase(),
+        path,
+        query,
+        headers: headers(&args.headers)?,
+        route_name: args.route_name.clone(),
+        route_pattern: pattern,
+        params,
+        settings,
+    };
+    let unsafe_method = matches!(req.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
+    let mut out = json!({ "plugin": plugin.name.as_ref(), "version": plugin.version });
+    if !unsafe_method {
+        let d = plugin.on_request(0, limits, &req).await?;
+        out["on_request"] = request_decision(&d);
+    }
+    if let Some(status) = args.status {
+        let resp = Response {
+            status,
+            headers: headers(&args.response_headers)?,
+            body_size: args.body_size,
+        };
+        if unsafe_method {
+            let list = plugin.on_invalidate(0, limits, &req, &resp).await?;
+            out["on_invalidate"] = Value::Array(list.iter().map(invalidation).collect());
+        } else {
+            let d = plugin.on_response(0, limits, &req, &resp).await?;
+            out["on_response"] = response_decision(&d);
+        }
+    }
+    Ok(out)
+}
+
+pub fn request_decision(d: &RequestDecision) -> Value {
+    match d {
+        RequestDecision::Pass(reason) => json!({ "pass": reason }),
+        RequestDecision::Lookup(k) => json!({ "lookup": { "parts": k.parts, "vary": k.vary } }),
+    }
+}
+
+pub fn response_decision(d: &ResponseDecision) -> Value {
+    match d {
+        ResponseDecision::NoStore(reason) => json!({ "no_store": reason }),
+        ResponseDecision::Store(s) => json!({ "store": {
+            "ttl": s.ttl,
+            "stale_while_revalidate": s.stale_while_revalidate,
+            "stale_if_error": s.stale_if_error,
+            "tags": s.tags,
+        }}),
+    }
+}
+
+pub fn invalidation(i: &Invalidation) -> Value {
+    let key_ref = |k: &KeyRef| json!({ "route": k.route, "parts": k.parts });
+    let target = match &i.target {
+        InvalidationTarget::Tag(t) => json!({ "tag": t }),
+        InvalidationTarget::Key(k) => json!({ "key": key_ref(k) }),
+        InvalidationTarget::Prefix(k) => json!({ "prefix": key_ref(k) }),
+    };
+    json!({ "target": target, "soft": i.soft })
+}

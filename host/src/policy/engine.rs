@@ -1,0 +1,95 @@
+//! The process's one wasmtime engine, and how a plugin file becomes a ready-to-run plugin.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use larder_bindings::PolicyPluginPre;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use super::sandbox::{CallState, TICK};
+use super::{Plugin, PluginError};
+
+/// The engine, the linker with the host's imports, and the epoch ticker.
+#[derive(Clone)]
+pub struct PluginEngine {
+    engine: Engine,
+    linker: Arc<Linker<CallState>>,
+}
+
+impl PluginEngine {
+    pub fn new() -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        // (Calls are made with `call_async`, so a guest that runs long yields to tokio on an
+        // epoch tick instead of blocking its worker thread; wasmtime 48 enables async support
+        // whenever the `async` feature is on.)
+        // Epoch interruption rather than fuel: it costs a load and compare per loop back-edge
+        // instead of a counter update per instruction block, and the deadline is in time.
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(wasm_error)?;
+
+        let mut linker = Linker::new(&engine);
+        // WASI preview 2, linked so that std-built guests instantiate; the per-call context
+        // grants nothing (see `sandbox`).
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_error)?;
+        larder_bindings::add_host_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
+            .map_err(wasm_error)?;
+
+        // The ticker: a plain thread, not a tokio task, so that a saturated runtime cannot
+        // delay it and stretch every deadline. It stops when the last engine clone is dropped.
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("larder-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(TICK);
+                }
+            })?;
+
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+        })
+    }
+
+    /// Compiles, links and checks a plugin. CPU-heavy (tens of milliseconds): call it from a
+    /// blocking thread, never from a tokio worker.
+    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Plugin, PluginError> {
+        let version = content_hash(bytes);
+        let component =
+            Component::from_binary(&self.engine, bytes).map_err(|e| PluginError::Compile {
+                plugin: name.to_owned(),
+                reason: format!("{e:#}"),
+            })?;
+        let world = |e: wasmtime::Error| PluginError::World {
+            plugin: name.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self.linker.instantiate_pre(&component).map_err(world)?;
+        let pre = PolicyPluginPre::new(pre).map_err(world)?;
+        Ok(Plugin::new(
+            name.into(),
+            version,
+            bytes.len(),
+            SystemTime::now(),
+            pre,
+            self.engine.clone(),
+        ))
+    }
+}
+
+/// The first 12 hex digits of the BLAKE3 hash of a plugin file: its version in logs and
+/// `/health`.
+pub fn content_hash(bytes: &[u8]) -> String {
+    let hash = blake3::hash(bytes);
+    hash.to_hex()[..12].to_owned()
+}
+
+/// `wasmtime::Error` is not a `std::error::Error`; carry its full chain as text.
+fn wasm_error(e: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e:#}")
+}

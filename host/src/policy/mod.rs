@@ -1,0 +1,87 @@
+//! Phase 2 of a request: asking the route's policy plugin what to do.
+//!
+//! - [`engine`]: one wasmtime `Engine` and `Linker` for the process; compiling a plugin and
+//!   pre-instantiating it happen here, off the request path.
+//! - [`plugin`]: a loaded plugin and its three calls, each in a fresh sandboxed instance.
+//! - [`sandbox`]: what an instance may touch, and its time and memory limits.
+//! - [`convert`]: the request as the policy sees it, and the checks on what it answers.
+//! - [`set`]: the plugins of one configuration, as a snapshot requests take at entry.
+
+pub mod convert;
+pub mod devtool;
+pub mod engine;
+pub mod plugin;
+pub mod sandbox;
+pub mod set;
+
+pub use engine::PluginEngine;
+pub use plugin::Plugin;
+pub use set::PluginSet;
+
+/// Why a plugin could not be loaded or could not answer. Every variant names the plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("plugin {plugin}: cannot read {path}: {source}")]
+    Read {
+        plugin: String,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "plugin {plugin}: not a valid WebAssembly component: {reason} (build it with `cargo build --target wasm32-wasip2` and the larder-sdk)"
+    )]
+    Compile { plugin: String, reason: String },
+    #[error(
+        "plugin {plugin}: does not fit the larder:policy@0.1.0 world: {reason} (rebuild it against this gateway's wit/ with the larder-sdk)"
+    )]
+    World { plugin: String, reason: String },
+    #[error("plugin {plugin}@{version}: failed to instantiate: {reason}")]
+    Instantiate {
+        plugin: String,
+        version: String,
+        reason: String,
+    },
+    #[error("plugin {plugin}@{version}: trapped: {reason}")]
+    Trap {
+        plugin: String,
+        version: String,
+        reason: String,
+    },
+    #[error("plugin {plugin}@{version}: ran past its deadline of {deadline:?}")]
+    DeadlineExceeded {
+        plugin: String,
+        version: String,
+        deadline: std::time::Duration,
+    },
+    #[error("plugin {plugin}@{version}: grew past its memory limit of {limit} bytes")]
+    MemoryExceeded {
+        plugin: String,
+        version: String,
+        limit: usize,
+    },
+    #[error("plugin {plugin}@{version}: returned an invalid answer: {reason}")]
+    Malformed {
+        plugin: String,
+        version: String,
+        reason: String,
+    },
+    #[error("plugin {plugin} is not loaded (no valid {plugin}.wasm in the plugin directory)")]
+    NotLoaded { plugin: String },
+}
+
+impl PluginError {
+    /// A short, stable name for logs, metrics and the `Cache-Status` detail.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PluginError::Read { .. } => "plugin-read",
+            PluginError::Compile { .. } => "plugin-compile",
+            PluginError::World { .. } => "plugin-world",
+            PluginError::Instantiate { .. } => "plugin-instantiate",
+            PluginError::Trap { .. } => "plugin-trap",
+            PluginError::DeadlineExceeded { .. } => "plugin-deadline",
+            PluginError::MemoryExceeded { .. } => "plugin-memory",
+            PluginError::Malformed { .. } => "plugin-malformed",
+            PluginError::NotLoaded { .. } => "plugin-not-loaded",
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Phase 6 (writes): turning a policy's invalidations into purges.
+//!
+//! Runs before the write's response goes back to the client, so a client that re-reads right
+//! after its write never sees what the write made wrong.
+
+use larder_bindings::types::{Invalidation, InvalidationTarget};
+
+use crate::gateway::{Gateway, Snapshot};
+use crate::store::key::{key_tag, prefix_invalidation, tag_id};
+use crate::store::{Storage, StoreError, TagId};
+
+/// Purges what `list` names; returns how many tag generations changed.
+pub async fn apply(
+    gw: &Gateway,
+    snapshot: &Snapshot,
+    current_route: &str,
+    list: &[Invalidation],
+) -> Result<usize, StoreError> {
+    let (hard, soft) = resolve(snapshot, current_route, list);
+    if !hard.is_empty() {
+        gw.store.purge(&hard, false).await?;
+    }
+    if !soft.is_empty() {
+        gw.store.purge(&soft, true).await?;
+    }
+    Ok(hard.len() + soft.len())
+}
+
+/// Splits `list` into (hard, soft) tag ids. Keys and prefixes on a route that does not exist
+/// are skipped with a warning: they could match nothing.
+pub fn resolve(
+    snapshot: &Snapshot,
+    current_route: &str,
+    list: &[Invalidation],
+) -> (Vec<TagId>, Vec<TagId>) {
+    let (mut hard, mut soft) = (Vec::new(), Vec::new());
+    for inv in list {
+        let out = if inv.soft { &mut soft } else { &mut hard };
+        match &inv.target {
+            InvalidationTarget::Tag(tag) => out.push(tag_id(tag)),
+            InvalidationTarget::Key(k) | InvalidationTarget::Prefix(k) => {
+                let route = k.route.as_deref().unwrap_or(current_route);
+                if !snapshot
+                    .routes
+                    .routes()
+                    .iter()
+                    .any(|r| r.config.name == route)
+                {
+                    tracing::warn!(route, "invalidation names an unknown route; skipped");
+                    continue;
+                }
+                match &inv.target {
+                    InvalidationTarget::Key(_) => out.push(key_tag(route, &k.parts)),
+                    _ => out.extend(prefix_invalidation(route, &k.parts)),
+                }
+            }
+        }
+    }
+    hard.sort();
+    hard.dedup();
+    soft.sort();
+    soft.dedup();
+    (hard, soft)
+}

@@ -1,0 +1,484 @@
+//! The request path, phase by phase.
+//!
+//! ```text
+//! client ─► route ─► on-request ─► lookup ──hit──► respond from the store
+//!            │          │            │
+//!            │          pass         miss/stale
+//!            │          │            ▼
+//!            │          └──────► upstream ─► on-response ─► store ─► respond
+//!            │
+//!            ├─ no route: upstream, untouched
+//!            └─ unsafe method: upstream ─► (2xx/3xx) on-invalidate ─► purge ─► respond
+//! ```
+//!
+//! Failure rules: a plugin failure proxies the request uncached (or answers 502 on a route
+//! configured `fail = "closed"`); a store failure is a miss, or a skipped write; only the
+//! upstream's own failure reaches the client, as 502 or 504.
+
+pub mod body;
+pub mod cache_status;
+pub mod invalidate;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use larder_bindings::types::{CacheKey, RequestDecision, ResponseDecision, StoreDirective};
+
+use crate::config::FailMode;
+use crate::gateway::{Gateway, Snapshot};
+use crate::policy::sandbox::Limits;
+use crate::policy::{Plugin, PluginError, convert};
+use crate::routes::RouteMatch;
+use crate::store::key::tag_id;
+use crate::store::{
+    Entry, EntryMeta, NewEntry, ObjectKey, Standing, Storage, StoreOutcome, now_ms,
+};
+use body::Buffered;
+use cache_status::{CacheStatus, Forward};
+use upstream::UpstreamError;
+
+/// Handles one client request.
+pub async fn handle(gw: Arc<Gateway>, req: Request<Body>) -> Response<Body> {
+    let started = Instant::now();
+    let snapshot = gw.snapshot();
+    let request_id = gw.request_id();
+    let (parts, body) = req.into_parts();
+    let mut cx = Exchange {
+        gw: &gw,
+        snapshot: &snapshot,
+        request_id,
+        parts,
+    };
+    let response = cx.run(body).await;
+    tracing::debug!(
+        request_id,
+        method = %cx.parts.method,
+        path = cx.parts.uri.path(),
+        status = response.status().as_u16(),
+        cache_status = response
+            .headers()
+            .get("cache-status")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+/// One request's trip through the phases.
+struct Exchange<'a> {
+    gw: &'a Gateway,
+    snapshot: &'a Snapshot,
+    request_id: u64,
+    parts: http::request::Parts,
+}
+
+impl Exchange<'_> {
+    async fn run(&mut self, body: Body) -> Response<Body> {
+        let default_timeout = self.snapshot.config.server.upstream_timeout;
+        let Some(matched) = self
+            .snapshot
+            .routes
+            .find(&self.parts.method, self.parts.uri.path())
+        else {
+            let status = CacheStatus::forward(Forward::Bypass).detail("no-route");
+            return self.pass_through(body, default_timeout, status).await;
+        };
+        let route = &matched.route.config;
+        let limits = Limits {
+            deadline: route.deadline,
+            memory: self.snapshot.config.plugins.memory_limit,
+        };
+        let Some(plugin) = self.snapshot.plugins.get(&route.plugin) else {
+            let e = PluginError::NotLoaded {
+                plugin: route.plugin.clone(),
+            };
+            return self.plugin_failed(e, None, &matched, body).await;
+        };
+        let policy_req = convert::request(&self.parts, &matched);
+
+        if is_unsafe(&self.parts.method) {
+            return self
+                .write_through(&matched, plugin, limits, &policy_req, body)
+                .await;
+        }
+
+        let key = match plugin
+            .on_request(self.request_id, limits, &policy_req)
+            .await
+        {
+            Err(e) => return self.plugin_failed(e, Some(plugin), &matched, body).await,
+            Ok(RequestDecision::Pass(reason)) => {
+                let status = CacheStatus::forward(Forward::Bypass).detail(&reason);
+                return self
+                    .pass_through(body, route.upstream_timeout, status)
+                    .await;
+            }
+            Ok(RequestDecision::Lookup(_))
+                if self.parts.method != Method::GET && self.parts.method != Method::HEAD =>
+            {
+                let status = CacheStatus::forward(Forward::Method);
+                return self
+                    .pass_through(body, route.upstream_timeout, status)
+                    .await;
+            }
+            Ok(RequestDecision::Lookup(key)) => key,
+        };
+        let object = self.object_key(&route.name, &key);
+
+        let mut forward = Forward::Miss;
+        let mut detail = None;
+        match self.gw.store.lookup(&object).await {
+            Ok(Some(found)) => {
+                let now = now_ms();
+                if found.standing == Standing::Current && found.entry.meta.ttl_left(now) > 0 {
+                    return self.serve_hit(found.entry, now);
+                }
+                forward = Forward::Stale;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(request_id = self.request_id, error = %e, "lookup failed; treating as a miss");
+                detail = Some("store-unavailable");
+            }
+        }
+        self.fill(
+            &matched,
+            plugin,
+            limits,
+            &policy_req,
+            object,
+            forward,
+            detail,
+            body,
+        )
+        .await
+    }
+
+    fn object_key(&self, route: &str, key: &CacheKey) -> ObjectKey {
+        let values: Vec<String> = key
+            .vary
+            .iter()
+            .map(|name| {
+                let mut joined = String::new();
+                for v in self.parts.headers.get_all(name.as_str()) {
+                    if !joined.is_empty() {
+                        joined.push_str(", ");
+                    }
+                    joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
+                }
+                joined
+            })
+            .collect();
+        let vary: Vec<(&str, &str)> = key
+            .vary
+            .iter()
+            .map(String::as_str)
+            .zip(values.iter().map(String::as_str))
+            .collect();
+        ObjectKey::derive(route, &key.parts, &vary)
+    }
+
+    fn serve_hit(&self, entry: Entry, now: u64) -> Response<Body> {
+        let ttl = entry.meta.ttl_left(now);
+        let age = entry.meta.age(now);
+        let body = if self.parts.method == Method::HEAD {
+            Body::empty()
+        } else {
+            Body::from(entry.body)
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = entry.status;
+        *response.headers_mut() = entry.headers;
+        finish(&mut response, &CacheStatus::hit(ttl), Some(age));
+        response
+    }
+
+    /// The miss path: upstream, policy, store, respond.
+    #[allow(clippy::too_many_arguments)]
+    async fn fill(
+        &self,
+        matched: &RouteMatch<'_>,
+        plugin: &Plugin,
+        limits: Limits,
+        policy_req: &larder_bindings::types::Request,
+        object: ObjectKey,
+        forward: Forward,
+        detail: Option<&str>,
+        body: Body,
+    ) -> Response<Body> {
+        let route = &matched.route.config;
+        let fill_started_us = crate::store::tags::now_us();
+        let mut status = CacheStatus::forward(forward);
+        if let Some(d) = detail {
+            status = status.detail(d);
+        }
+        let upstream = match self
+            .gw
+            .upstream
+            .send(&self.parts, body, route.upstream_timeout)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return upstream_failed(&e, status),
+        };
+        let (mut rparts, rbody) = upstream.into_parts();
+        let status = status.fwd_status(rparts.status.as_u16());
+        upstream::strip_hop_by_hop(&mut rparts.headers);
+
+        let max = self.snapshot.config.cache.max_object_size;
+        if self.parts.method == Method::HEAD {
+            return respond(rparts, Body::new(rbody), &status.detail("head"), None);
+        }
+        if content_length(&rparts.headers).is_some_and(|n| n > max as u64) {
+            return respond(rparts, Body::new(rbody), &status.detail("too-large"), None);
+        }
+        let bytes =
+            match tokio::time::timeout(route.upstream_timeout, body::buffer(rbody, max)).await {
+                Err(_) => {
+                    return upstream_failed(&UpstreamError::Timeout(route.upstream_timeout), status);
+                }
+                Ok(Err(e)) => return upstream_failed(&UpstreamError::Body(e.to_string()), status),
+                Ok(Ok(Buffered::TooLarge(body))) => {
+                    return respond(rparts, body, &status.detail("too-large"), None);
+                }
+                Ok(Ok(Buffered::Complete(bytes))) => bytes,
+            };
+
+        let policy_resp =
+            convert::response(rparts.status, &rparts.headers, Some(bytes.len() as u64));
+        let directive = match plugin
+            .on_response(self.request_id, limits, policy_req, &policy_resp)
+            .await
+        {
+            Err(e) => {
+                plugin.count_error();
+                self.log_plugin_error(&e, route.fail);
+                if route.fail == FailMode::Closed {
+                    return plugin_closed(&e);
+                }
+                return respond(rparts, Body::from(bytes), &status.detail(e.as_str()), None);
+            }
+            Ok(ResponseDecision::NoStore(reason)) => {
+                return respond(rparts, Body::from(bytes), &status.detail(&reason), None);
+            }
+            Ok(ResponseDecision::Store(d)) => d,
+        };
+
+        let (entry, age) =
+            self.new_entry(&rparts, bytes.clone(), &object, fill_started_us, directive);
+        let status = match self.gw.store.store(&object, entry).await {
+            Ok(StoreOutcome::Stored) => status.stored(),
+            Ok(StoreOutcome::PurgedDuringFill) => status.detail("purged-during-fill"),
+            Err(e) => {
+                tracing::debug!(request_id = self.request_id, error = %e, "store failed");
+                status.detail("store-unavailable")
+            }
+        };
+        respond(rparts, Body::from(bytes), &status, Some(age))
+    }
+
+    fn new_entry(
+        &self,
+        rparts: &http::response::Parts,
+        body: Bytes,
+        object: &ObjectKey,
+        fill_started_us: u64,
+        d: StoreDirective,
+    ) -> (NewEntry, u64) {
+        let mut headers = rparts.headers.clone();
+        let initial_age = headers
+            .get(header::AGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(0);
+        headers.remove(header::AGE);
+        // A cookie set for one client must never be replayed to another, whatever the policy.
+        headers.remove(header::SET_COOKIE);
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let mut tags = object.implicit_tags.clone();
+        tags.extend(d.tags.iter().map(|t| tag_id(t)));
+        let entry = NewEntry {
+            status: rparts.status,
+            headers,
+            body,
+            meta: EntryMeta {
+                stored_at_ms: now_ms(),
+                fill_started_us,
+                initial_age,
+                ttl: d.ttl,
+                stale_while_revalidate: d.stale_while_revalidate,
+                stale_if_error: d.stale_if_error,
+            },
+            tags,
+        };
+        (entry, u64::from(initial_age))
+    }
+
+    /// Unsafe methods: forward, then let the policy say what the write invalidated.
+    async fn write_through(
+        &self,
+        matched: &RouteMatch<'_>,
+        plugin: &Plugin,
+        limits: Limits,
+        policy_req: &larder_bindings::types::Request,
+        body: Body,
+    ) -> Response<Body> {
+        let route = &matched.route.config;
+        let status = CacheStatus::forward(Forward::Method);
+        let upstream = match self
+            .gw
+            .upstream
+            .send(&self.parts, body, route.upstream_timeout)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return upstream_failed(&e, status),
+        };
+        let (mut rparts, rbody) = upstream.into_parts();
+        let mut status = status.fwd_status(rparts.status.as_u16());
+        upstream::strip_hop_by_hop(&mut rparts.headers);
+        if rparts.status.is_success() || rparts.status.is_redirection() {
+            let policy_resp = convert::response(
+                rparts.status,
+                &rparts.headers,
+                content_length(&rparts.headers),
+            );
+            match plugin
+                .on_invalidate(self.request_id, limits, policy_req, &policy_resp)
+                .await
+            {
+                Err(e) => {
+                    plugin.count_error();
+                    self.log_plugin_error(&e, route.fail);
+                    status = status.detail(e.as_str());
+                }
+                Ok(list) if list.is_empty() => {}
+                Ok(list) => {
+                    match invalidate::apply(self.gw, self.snapshot, &route.name, &list).await {
+                        Ok(n) => {
+                            tracing::debug!(request_id = self.request_id, tags = n, "invalidated");
+                        }
+                        Err(e) => {
+                            tracing::error!(request_id = self.request_id, error = %e, "invalidation failed");
+                            status = status.detail("invalidation-failed");
+                        }
+                    }
+                }
+            }
+        }
+        respond(rparts, Body::new(rbody), &status, None)
+    }
+
+    /// Forwards without caching.
+    async fn pass_through(
+        &self,
+        body: Body,
+        timeout: Duration,
+        status: CacheStatus,
+    ) -> Response<Body> {
+        match self.gw.upstream.send(&self.parts, body, timeout).await {
+            Ok(r) => {
+                let (mut rparts, rbody) = r.into_parts();
+                upstream::strip_hop_by_hop(&mut rparts.headers);
+                let status = status.fwd_status(rparts.status.as_u16());
+                respond(rparts, Body::new(rbody), &status, None)
+            }
+            Err(e) => upstream_failed(&e, status),
+        }
+    }
+
+    async fn plugin_failed(
+        &self,
+        e: PluginError,
+        plugin: Option<&Plugin>,
+        matched: &RouteMatch<'_>,
+        body: Body,
+    ) -> Response<Body> {
+        let route = &matched.route.config;
+        if let Some(p) = plugin {
+            p.count_error();
+        }
+        self.log_plugin_error(&e, route.fail);
+        if route.fail == FailMode::Closed {
+            return plugin_closed(&e);
+        }
+        let status = CacheStatus::forward(Forward::Bypass).detail(e.as_str());
+        self.pass_through(body, route.upstream_timeout, status)
+            .await
+    }
+
+    fn log_plugin_error(&self, e: &PluginError, fail: FailMode) {
+        tracing::warn!(
+            request_id = self.request_id,
+            kind = e.as_str(),
+            fail = ?fail,
+            "{e}"
+        );
+    }
+}
+
+fn is_unsafe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn respond(
+    parts: http::response::Parts,
+    body: Body,
+    status: &CacheStatus,
+    age: Option<u64>,
+) -> Response<Body> {
+    let mut response = Response::from_parts(parts, body);
+    finish(&mut response, status, age);
+    response
+}
+
+fn finish(response: &mut Response<Body>, status: &CacheStatus, age: Option<u64>) {
+    let headers = response.headers_mut();
+    headers.insert("cache-status", status.header_value());
+    if let Some(age) = age {
+        headers.insert(header::AGE, HeaderValue::from(age));
+    }
+}
+
+fn upstream_failed(e: &UpstreamError, status: CacheStatus) -> Response<Body> {
+    tracing::warn!(error = %e, "upstream failed");
+    error_response(e.status(), &status.detail(e.as_str()), &e.to_string())
+}
+
+fn plugin_closed(e: &PluginError) -> Response<Body> {
+    let status = CacheStatus::forward(Forward::Bypass).detail(e.as_str());
+    error_response(
+        StatusCode::BAD_GATEWAY,
+        &status,
+        "the route's cache policy failed and the route is configured to fail closed",
+    )
+}
+
+fn error_response(code: StatusCode, status: &CacheStatus, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": message, "source": "larder" }).to_string();
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    finish(&mut response, status, None);
+    response
+}

@@ -1,0 +1,188 @@
+//! Phase 1 of a request: which route (and so which policy) handles it.
+//!
+//! Patterns use `{name}` for one path segment and `{*name}` for the rest of the path (the
+//! `matchit` syntax axum uses). Several routes may share a pattern when their methods differ, so
+//! the router maps a pattern to the routes registered on it and the method picks among them.
+//! Static segments win over captures (`/repositories/count` beats `/repositories/{id}`).
+
+use std::sync::Arc;
+
+use crate::config::RouteConfig;
+
+/// A route as the request path sees it.
+#[derive(Debug)]
+pub struct Route {
+    pub config: RouteConfig,
+}
+
+/// The routes of one configuration, ready to match.
+pub struct RouteTable {
+    router: matchit::Router<Vec<Arc<Route>>>,
+    routes: Vec<Arc<Route>>,
+}
+
+/// A matched route with its captured parameters, percent-decoded.
+pub struct RouteMatch<'t> {
+    pub route: &'t Arc<Route>,
+    pub params: Vec<(String, String)>,
+}
+
+/// Checks a pattern's syntax: used by the config loader so that errors carry the file's line.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    if !pattern.starts_with('/') {
+        return Err(format!("path pattern {pattern:?} must start with '/'"));
+    }
+    let mut router = matchit::Router::new();
+    router
+        .insert(pattern, ())
+        .map_err(|e| format!("path pattern {pattern:?} is invalid: {e}"))
+}
+
+impl RouteTable {
+    /// Builds the table; the config loader has already checked patterns and overlaps.
+    pub fn new(configs: &[RouteConfig]) -> Result<Self, String> {
+        let mut by_pattern: Vec<(String, Vec<Arc<Route>>)> = Vec::new();
+        let mut routes = Vec::with_capacity(configs.len());
+        for config in configs {
+            let route = Arc::new(Route {
+                config: config.clone(),
+            });
+            routes.push(route.clone());
+            match by_pattern.iter_mut().find(|(p, _)| *p == config.path) {
+                Some((_, list)) => list.push(route),
+                None => by_pattern.push((config.path.clone(), vec![route])),
+            }
+        }
+        let mut router = matchit::Router::new();
+        for (pattern, list) in by_pattern {
+            router
+                .insert(pattern.clone(), list)
+                .map_err(|e| format!("route pattern {pattern:?} conflicts: {e}"))?;
+        }
+        Ok(Self { router, routes })
+    }
+
+    /// Every route, in config order.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
+    /// The route for `method` and `path`, if any.
+    pub fn find(&self, method: &http::Method, path: &str) -> Option<RouteMatch<'_>> {
+        let matched = self.router.at(path).ok()?;
+        let route = matched
+            .value
+            .iter()
+            .find(|r| r.config.methods.contains(method))?;
+        let params = matched
+            .params
+            .iter()
+            .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+            .collect();
+        Some(RouteMatch { route, params })
+    }
+}
+
+/// Decodes `%XX` escapes; invalid escapes and non-UTF-8 results are kept as written, so a
+/// decoded value never loses information that the key could need.
+fn percent_decode(s: &str) -> String {
+    if !s.contains('%') {
+        return s.to_owned();
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, EnvOverrides};
+    use std::path::Path;
+
+    fn table(text: &str) -> RouteTable {
+        let c = Config::parse(Path::new("t.toml"), text, &EnvOverrides::default()).unwrap();
+        RouteTable::new(&c.routes).unwrap()
+    }
+
+    const ROUTES: &str = r#"
+[[route]]
+name = "repo"
+path = "/api/v1/repositories/{id}"
+plugin = "p"
+[[route]]
+name = "analyze"
+path = "/api/v1/repositories/{id}/actions/analyze"
+methods = ["POST"]
+plugin = "p"
+[[route]]
+name = "list"
+path = "/api/v1/repositories"
+plugin = "p"
+"#;
+
+    #[test]
+    fn captures_are_named_and_decoded() {
+        let t = table(ROUTES);
+        let m = t
+            .find(&http::Method::GET, "/api/v1/repositories/a%20b")
+            .unwrap();
+        assert_eq!(m.route.config.name, "repo");
+        assert_eq!(m.params, vec![("id".to_owned(), "a b".to_owned())]);
+    }
+
+    #[test]
+    fn the_method_selects_the_route() {
+        let t = table(ROUTES);
+        let path = "/api/v1/repositories/7/actions/analyze";
+        assert_eq!(
+            t.find(&http::Method::POST, path).unwrap().route.config.name,
+            "analyze"
+        );
+        assert!(t.find(&http::Method::GET, path).is_none());
+        assert!(
+            t.find(&http::Method::POST, "/api/v1/repositories/7")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn unmatched_paths_find_nothing() {
+        let t = table(ROUTES);
+        assert!(t.find(&http::Method::GET, "/api/v1/other").is_none());
+        assert!(
+            t.find(&http::Method::GET, "/api/v1/repositories/1/x")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn percent_decoding_keeps_what_it_cannot_decode() {
+        assert_eq!(percent_decode("a%2Fb"), "a/b");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%ff"), "%ff");
+    }
+}

@@ -1,0 +1,266 @@
+//! A cached response and its compact binary form.
+//!
+//! Metadata and body travel in one value so a hit is one Redis read. The layout is versioned by
+//! its magic; anything that does not decode exactly (truncated, written by another version, by
+//! hand) is `Corrupt`, which the caller treats as a miss and deletes, never serves.
+//!
+//! ```text
+//! "LRD1"  status:u16  stored_at_ms:u64  fill_started_us:u64  initial_age:u32
+//!         ttl:u32  swr:u32  sie:u32
+//!         n_tags:u16   { tag:[u8;16]  token_len:u8 token }*
+//!         n_headers:u16 { name_len:u16 name  value_len:u32 value }*
+//!         body_len:u64 body
+//! ```
+//! Integers are little-endian.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use super::key::{Digest, TagId};
+use super::tags::Token;
+
+const MAGIC: &[u8; 4] = b"LRD1";
+
+/// A stored response.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub meta: EntryMeta,
+    /// Every tag of the entry with the token it had when the entry was stored.
+    pub tags: Vec<(TagId, Token)>,
+}
+
+/// Timing facts of a stored response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// When it was stored, in milliseconds since the Unix epoch.
+    pub stored_at_ms: u64,
+    /// When the upstream request that produced it started, in microseconds since the epoch.
+    pub fill_started_us: u64,
+    /// The `Age` the upstream reported, in seconds.
+    pub initial_age: u32,
+    /// Freshness lifetime in seconds, counted from `stored_at_ms - initial_age`.
+    pub ttl: u32,
+    /// stale-while-revalidate window in seconds after `ttl`.
+    pub stale_while_revalidate: u32,
+    /// stale-if-error window in seconds after `ttl`.
+    pub stale_if_error: u32,
+}
+
+impl EntryMeta {
+    /// The entry's current age in seconds at `now_ms`.
+    pub fn age(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.stored_at_ms) / 1000 + u64::from(self.initial_age)
+    }
+
+    /// Seconds of freshness left at `now_ms` (negative once stale).
+    pub fn ttl_left(&self, now_ms: u64) -> i64 {
+        i64::from(self.ttl) - self.age(now_ms) as i64
+    }
+
+    /// How long the store must keep the entry: fresh life plus the longer stale window.
+    pub fn storage_lifetime_secs(&self) -> u64 {
+        u64::from(self.ttl.saturating_sub(self.initial_age))
+            + u64::from(self.stale_while_revalidate.max(self.stale_if_error))
+    }
+}
+
+/// The value could not be decoded; the message says where it stopped making sense.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt cache entry: {0}")]
+pub struct Corrupt(pub &'static str);
+
+impl Entry {
+    pub fn encode(&self) -> Vec<u8> {
+        let header_bytes: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| 6 + n.as_str().len() + v.len())
+            .sum();
+        let mut out =
+            BytesMut::with_capacity(64 + self.tags.len() * 64 + header_bytes + self.body.len());
+        out.put_slice(MAGIC);
+        out.put_u16_le(self.status.as_u16());
+        let m = &self.meta;
+        out.put_u64_le(m.stored_at_ms);
+        out.put_u64_le(m.fill_started_us);
+        out.put_u32_le(m.initial_age);
+        out.put_u32_le(m.ttl);
+        out.put_u32_le(m.stale_while_revalidate);
+        out.put_u32_le(m.stale_if_error);
+        out.put_u16_le(self.tags.len() as u16);
+        for (tag, token) in &self.tags {
+            out.put_slice(&tag.0);
+            let t = token.encode();
+            out.put_u8(t.len() as u8);
+            out.put_slice(t.as_bytes());
+        }
+        out.put_u16_le(self.headers.len() as u16);
+        for (name, value) in &self.headers {
+            out.put_u16_le(name.as_str().len() as u16);
+            out.put_slice(name.as_str().as_bytes());
+            out.put_u32_le(value.len() as u32);
+            out.put_slice(value.as_bytes());
+        }
+        out.put_u64_le(self.body.len() as u64);
+        out.put_slice(&self.body);
+        out.to_vec()
+    }
+
+    /// Decodes a value; the body is a slice of `value`, not a copy.
+    pub fn decode(value: Bytes) -> Result<Self, Corrupt> {
+        let mut r = Reader(value);
+        if r.take(4, "magic")?.as_ref() != MAGIC {
+            return Err(Corrupt("unknown format (magic)"));
+        }
+        let status = StatusCode::from_u16(r.u16()?).map_err(|_| Corrupt("status"))?;
+        let meta = EntryMeta {
+            stored_at_ms: r.u64()?,
+            fill_started_us: r.u64()?,
+            initial_age: r.u32()?,
+            ttl: r.u32()?,
+            stale_while_revalidate: r.u32()?,
+            stale_if_error: r.u32()?,
+        };
+        let n_tags = r.u16()? as usize;
+        let mut tags = Vec::with_capacity(n_tags);
+        for _ in 0..n_tags {
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&r.take(16, "tag")?);
+            let len = r.u8()? as usize;
+            let token = Token::decode(&r.take(len, "token")?).ok_or(Corrupt("token"))?;
+            tags.push((Digest(id), token));
+        }
+        let n_headers = r.u16()? as usize;
+        let mut headers = HeaderMap::with_capacity(n_headers);
+        for _ in 0..n_headers {
+            let len = r.u16()? as usize;
+            let name = HeaderName::from_bytes(&r.take(len, "header name")?)
+                .map_err(|_| Corrupt("header name"))?;
+            let len = r.u32()? as usize;
+            let value = HeaderValue::from_maybe_shared(r.take(len, "header value")?)
+                .map_err(|_| Corrupt("header value"))?;
+            headers.append(name, value);
+        }
+        let len = r.u64()?;
+        let body = r.take(
+            usize::try_from(len).map_err(|_| Corrupt("body length"))?,
+            "body",
+        )?;
+        if r.0.has_remaining() {
+            return Err(Corrupt("trailing bytes"));
+        }
+        Ok(Entry {
+            status,
+            headers,
+            body,
+            meta,
+            tags,
+        })
+    }
+
+    /// Bytes this entry occupies in memory, roughly (for the memory store's budget).
+    pub fn weight(&self) -> usize {
+        self.body.len()
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.len() + 32)
+                .sum::<usize>()
+            + self.tags.len() * 48
+            + 128
+    }
+}
+
+struct Reader(Bytes);
+
+impl Reader {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<Bytes, Corrupt> {
+        if self.0.remaining() < n {
+            return Err(Corrupt(what));
+        }
+        Ok(self.0.split_to(n))
+    }
+    fn u8(&mut self) -> Result<u8, Corrupt> {
+        Ok(self.take(1, "truncated")?.get_u8())
+    }
+    fn u16(&mut self) -> Result<u16, Corrupt> {
+        Ok(self.take(2, "truncated")?.get_u16_le())
+    }
+    fn u32(&mut self) -> Result<u32, Corrupt> {
+        Ok(self.take(4, "truncated")?.get_u32_le())
+    }
+    fn u64(&mut self) -> Result<u64, Corrupt> {
+        Ok(self.take(8, "truncated")?.get_u64_le())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::store::key::tag_id;
+
+    pub(crate) fn sample() -> Entry {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.append("x-multi", HeaderValue::from_static("a"));
+        headers.append("x-multi", HeaderValue::from_static("b"));
+        Entry {
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::from_static(br#"{"analysis_version":1}"#),
+            meta: EntryMeta {
+                stored_at_ms: 1_700_000_000_000,
+                fill_started_us: 1_699_999_999_000_000,
+                initial_age: 3,
+                ttl: 1800,
+                stale_while_revalidate: 60,
+                stale_if_error: 600,
+            },
+            tags: vec![(tag_id("repo:1"), Token::new_unpurged())],
+        }
+    }
+
+    #[test]
+    fn an_entry_round_trips() {
+        let e = sample();
+        let d = Entry::decode(Bytes::from(e.encode())).unwrap();
+        assert_eq!(d.status, e.status);
+        assert_eq!(d.headers, e.headers);
+        assert_eq!(d.body, e.body);
+        assert_eq!(d.meta, e.meta);
+        assert_eq!(d.tags, e.tags);
+    }
+
+    #[test]
+    fn every_truncation_is_corrupt_never_a_panic() {
+        let bytes = sample().encode();
+        for len in 0..bytes.len() {
+            assert!(
+                Entry::decode(Bytes::copy_from_slice(&bytes[..len])).is_err(),
+                "len {len}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Entry::decode(Bytes::from(longer)).is_err());
+    }
+
+    #[test]
+    fn foreign_values_are_corrupt() {
+        assert!(Entry::decode(Bytes::from_static(b"hello, world")).is_err());
+        let mut flipped = sample().encode();
+        flipped[3] = b'9';
+        assert!(Entry::decode(Bytes::from(flipped)).is_err());
+    }
+
+    #[test]
+    fn age_and_ttl_count_from_the_origin() {
+        let m = sample().meta;
+        assert_eq!(m.age(m.stored_at_ms), 3);
+        assert_eq!(m.ttl_left(m.stored_at_ms + 10_000), 1800 - 13);
+        assert_eq!(m.storage_lifetime_secs(), 1797 + 600);
+    }
+}

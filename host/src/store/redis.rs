@@ -1,0 +1,306 @@
+//! The Redis store: shared by every gateway instance, surviving restarts.
+//!
+//! Redis is an accelerator here, never a dependency of an answer: every operation has a short
+//! timeout, and after a failure a breaker skips Redis for a moment, so a dead or hung Redis costs
+//! at most one timeout to the few requests that meet it, then nothing until it is back. The
+//! connection is made in the background: the gateway starts and serves while Redis is down, and
+//! begins caching as soon as it answers. `redis::aio::ConnectionManager` reconnects after a lost
+//! connection by itself.
+//!
+//! A hit costs two round trips: the entry, then the tokens of its tags (whose names the entry
+//! holds). A store costs two: the tags' tokens (creating missing ones), then the entry.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::ConnectionManager;
+
+use super::entry::Entry;
+use super::key::{ObjectKey, TagId};
+use super::tags::{self, Token};
+use super::{Found, NewEntry, Standing, Storage, StoreError, StoreHealth, StoreOutcome, now_ms};
+use crate::config::RedisConfig;
+
+/// How long a purge marker outlives the purge when no entry extends it: fills in flight at the
+/// time of a purge must find the marker, and they rarely take more than minutes.
+const PURGE_MARKER_TTL_SECS: u64 = 86_400;
+/// How long Redis is skipped after a failure before it is tried again.
+const BREAKER_OPEN_MS: u64 = 1_000;
+/// Extra life of a tag token beyond the entries that reference it.
+const TOKEN_MARGIN_SECS: u64 = 60;
+
+/// Replaces a tag's token atomically: a soft purge keeps the time of the last hard purge.
+const PURGE_SCRIPT: &str = r#"
+local hard = ARGV[1]
+if ARGV[2] == '1' then
+  hard = '0'
+  local old = redis.call('GET', KEYS[1])
+  if old then hard = string.match(old, '^(%d+)%.') or '0' end
+end
+redis.call('SET', KEYS[1], hard .. '.' .. ARGV[1] .. '.' .. ARGV[3], 'EX', ARGV[4])
+return 1
+"#;
+
+pub struct RedisStore {
+    shared: Arc<Shared>,
+    purge_script: redis::Script,
+}
+
+struct Shared {
+    prefix: String,
+    timeout: Duration,
+    conn: OnceLock<ConnectionManager>,
+    /// The breaker: Redis is skipped until this time (ms since the epoch).
+    open_until_ms: AtomicU64,
+    /// Last error, for `/health` and for logging once per change.
+    last_error: std::sync::Mutex<Option<String>>,
+    failing: AtomicBool,
+}
+
+impl RedisStore {
+    /// Creates the store and starts connecting in the background; never fails and never waits.
+    pub fn start(config: &RedisConfig) -> Result<Self, StoreError> {
+        let client = redis::Client::open(config.url.as_str())?;
+        let shared = Arc::new(Shared {
+            prefix: config.prefix.clone(),
+            timeout: config.timeout,
+            conn: OnceLock::new(),
+            open_until_ms: AtomicU64::new(0),
+            last_error: std::sync::Mutex::new(Some("connecting".into())),
+            failing: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&shared);
+        let connect_timeout = config.timeout.max(Duration::from_millis(500));
+        tokio::spawn(async move {
+            let manager_config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(connect_timeout))
+                .set_response_timeout(Some(connect_timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(500));
+            loop {
+                let Some(shared) = weak.upgrade() else { return };
+                match client
+                    .get_connection_manager_with_config(manager_config.clone())
+                    .await
+                {
+                    Ok(conn) => {
+                        let _ = shared.conn.set(conn);
+                        shared.recovered();
+                        tracing::info!("redis connected");
+                        return;
+                    }
+                    Err(e) => shared.failed(&StoreError::Redis(e)),
+                }
+                drop(shared);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        Ok(Self {
+            shared,
+            purge_script: redis::Script::new(PURGE_SCRIPT),
+        })
+    }
+
+    fn obj_key(&self, key: &ObjectKey) -> String {
+        format!("{}obj:{}:{}", self.shared.prefix, key.route, key.digest)
+    }
+
+    fn tag_key(&self, tag: &TagId) -> String {
+        format!("{}tag:{}", self.shared.prefix, tag)
+    }
+
+    /// The connection, unless Redis is unconnected or the breaker is open.
+    fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        let conn = self
+            .shared
+            .conn
+            .get()
+            .ok_or(StoreError::Unavailable("not connected"))?;
+        if now_ms() < self.shared.open_until_ms.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable("breaker open after a failure"));
+        }
+        Ok(conn.clone())
+    }
+
+    /// Runs `op` with the timeout, feeding the breaker.
+    async fn guarded<T>(
+        &self,
+        op: impl Future<Output = Result<T, redis::RedisError>>,
+    ) -> Result<T, StoreError> {
+        let result = match tokio::time::timeout(self.shared.timeout, op).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(StoreError::Redis(e)),
+            Err(_) => Err(StoreError::Timeout(self.shared.timeout)),
+        };
+        match &result {
+            Ok(_) => self.shared.recovered(),
+            Err(e) => self.shared.failed(e),
+        }
+        result
+    }
+
+    fn unlink_later(&self, key: String) {
+        if let Ok(mut conn) = self.conn() {
+            tokio::spawn(async move {
+                let _: Result<(), _> = redis::cmd("UNLINK").arg(key).query_async(&mut conn).await;
+            });
+        }
+    }
+}
+
+impl Shared {
+    fn failed(&self, e: &StoreError) {
+        self.open_until_ms
+            .store(now_ms() + BREAKER_OPEN_MS, Ordering::Relaxed);
+        let msg = e.to_string();
+        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        // Log once per change of error, not once per request.
+        if !self.failing.swap(true, Ordering::Relaxed) || last.as_deref() != Some(&msg) {
+            tracing::warn!(error = %msg, "redis failing; requests go to the upstream uncached");
+        }
+        *last = Some(msg);
+    }
+
+    fn recovered(&self) {
+        if self.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!("redis answering again; caching resumed");
+        }
+        if self.last_error.lock().map(|l| l.is_some()).unwrap_or(true) {
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+}
+
+impl Storage for RedisStore {
+    async fn lookup(&self, key: &ObjectKey) -> Result<Option<Found>, StoreError> {
+        let mut conn = self.conn()?;
+        let obj_key = self.obj_key(key);
+        let value: Option<Vec<u8>> = self
+            .guarded(redis::cmd("GET").arg(&obj_key).query_async(&mut conn))
+            .await?;
+        let Some(value) = value else { return Ok(None) };
+        let entry = match Entry::decode(Bytes::from(value)) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(key = %obj_key, error = %e, "deleting a corrupt cache entry");
+                self.unlink_later(obj_key);
+                return Ok(None);
+            }
+        };
+        let tag_keys: Vec<String> = entry.tags.iter().map(|(t, _)| self.tag_key(t)).collect();
+        let current: Vec<Option<Vec<u8>>> = if tag_keys.is_empty() {
+            Vec::new()
+        } else {
+            self.guarded(redis::cmd("MGET").arg(&tag_keys).query_async(&mut conn))
+                .await?
+        };
+        let current: Vec<Option<Token>> = current
+            .iter()
+            .map(|v| v.as_deref().and_then(Token::decode))
+            .collect();
+        let recorded: Vec<Token> = entry.tags.iter().map(|(_, t)| *t).collect();
+        match tags::standing(&recorded, &current, entry.meta.fill_started_us) {
+            Standing::Invalid => {
+                self.unlink_later(obj_key);
+                Ok(None)
+            }
+            standing => Ok(Some(Found { entry, standing })),
+        }
+    }
+
+    async fn store(&self, key: &ObjectKey, new: NewEntry) -> Result<StoreOutcome, StoreError> {
+        let mut conn = self.conn()?;
+        let life = new.meta.storage_lifetime_secs().max(1);
+        let token_life = life + TOKEN_MARGIN_SECS;
+
+        // Read each tag's token, creating it where missing, and make it outlive this entry.
+        let fresh: Vec<Token> = new.tags.iter().map(|_| Token::new_unpurged()).collect();
+        let mut pipe = redis::pipe();
+        for (tag, token) in new.tags.iter().zip(&fresh) {
+            let k = self.tag_key(tag);
+            pipe.cmd("SET")
+                .arg(&k)
+                .arg(token.encode())
+                .arg("NX")
+                .arg("GET")
+                .arg("EX")
+                .arg(token_life);
+            pipe.cmd("EXPIRE")
+                .arg(&k)
+                .arg(token_life)
+                .arg("GT")
+                .ignore();
+        }
+        let previous: Vec<Option<Vec<u8>>> = if new.tags.is_empty() {
+            Vec::new()
+        } else {
+            self.guarded(pipe.query_async(&mut conn)).await?
+        };
+        let mut tokens = Vec::with_capacity(fresh.len());
+        for (prev, fresh) in previous.iter().zip(fresh) {
+            match prev {
+                None => tokens.push(fresh),
+                Some(bytes) => match Token::decode(bytes) {
+                    Some(t) => tokens.push(t),
+                    // A token we cannot read: refuse rather than guess.
+                    None => return Ok(StoreOutcome::PurgedDuringFill),
+                },
+            }
+        }
+        if tags::may_store(&tokens, new.meta.fill_started_us).is_err() {
+            return Ok(StoreOutcome::PurgedDuringFill);
+        }
+
+        let entry = Entry {
+            status: new.status,
+            headers: new.headers,
+            body: new.body,
+            meta: new.meta,
+            tags: new.tags.into_iter().zip(tokens).collect(),
+        };
+        let value = entry.encode();
+        let obj_key = self.obj_key(key);
+        let _: () = self
+            .guarded(
+                redis::cmd("SET")
+                    .arg(&obj_key)
+                    .arg(value)
+                    .arg("EX")
+                    .arg(life)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(StoreOutcome::Stored)
+    }
+
+    async fn purge(&self, tags: &[TagId], soft: bool) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let now = tags::now_us();
+        for tag in tags {
+            let mut invocation = self.purge_script.key(self.tag_key(tag));
+            invocation
+                .arg(now)
+                .arg(if soft { "1" } else { "0" })
+                .arg(format!("{:x}", rand::random::<u64>()))
+                .arg(PURGE_MARKER_TTL_SECS);
+            let _: i64 = self.guarded(invocation.invoke_async(&mut conn)).await?;
+        }
+        Ok(())
+    }
+
+    fn health(&self) -> StoreHealth {
+        let detail = self
+            .shared
+            .last_error
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or(None);
+        StoreHealth {
+            kind: "redis",
+            up: self.shared.conn.get().is_some() && detail.is_none(),
+            detail,
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! `analysis-policy`: the Larder policy for the Source Code Analysis Tool API.
+//!
+//! The backend sends no caching headers and its analysis endpoints are slow, so this policy
+//! decides freshness itself and relies on invalidation for correctness: every cached answer
+//! about a repository carries the tag `repo:{id}`, every aggregate (the repository list,
+//! insights) the tag `all-repos`, and a successful `POST .../repositories/{id}/actions/analyze`
+//! purges both.
+//!
+//! # Decisions
+//!
+//! | When | Decision |
+//! |---|---|
+//! | request has `Authorization` or `Cookie` | `pass("credentials")` |
+//! | method is not GET or HEAD | `pass("method")` |
+//! | route has an `{id}` param | lookup `["repo", id, view, query]`, tags `["repo:{id}"]` |
+//! | otherwise | lookup `[route name, query]`, tags `["all-repos"]` |
+//! | response sets a cookie | `no-store("set-cookie")` |
+//! | response says `no-store` / `private` / `no-cache` | `no-store` with that directive |
+//! | status 200 | store for `ttl` with the stale windows (`ttl` 0: `no-store("ttl")`) |
+//! | status 404 | store for `not_found_ttl` (0: `no-store("status")`) |
+//! | any other status | `no-store("status")` |
+//! | analyze (unsafe request with `{id}`) succeeded | purge tags `repo:{id}` and `all-repos` |
+//!
+//! `view` is the route setting `view`, or the route's name; `query` is the raw query string
+//! (or `""`).
+//!
+//! # Settings (`[route.settings]`)
+//!
+//! | Setting | Default | Meaning |
+//! |---|---|---|
+//! | `ttl` | 1800 | seconds a 200 stays fresh (0: do not store) |
+//! | `not_found_ttl` | 60 | seconds a 404 stays fresh (0: do not store 404s) |
+//! | `stale_while_revalidate` | 0 | seconds a stale entry is served while refreshing |
+//! | `stale_if_error` | 0 | seconds a stale entry is served when the backend fails |
+//! | `view` | route name | the key part naming the representation of a repository |
+//! | `vary` | none | comma-separated request headers that select a variant |
+//! | `soft_purge` | false | on analyze, mark entries stale instead of deleting them |
+//!
+//! A setting that does not parse falls back to its default with a warning in the log.
+
+use larder_sdk::{
+    CacheKey, Invalidation, Policy, Request, RequestDecision, Response, ResponseDecision,
+    StoreDirective,
+};
+
+/// The Source Code Analysis Tool policy.
+pub struct AnalysisPolicy;
+
+/// Tag on every aggregate over all repositories (the list, insights).
+const ALL_REPOS: &str = "all-repos";
+
+mod defaults {
+    pub const TTL: u32 = 1800;
+    pub const NOT_FOUND_TTL: u32 = 60;
+}
+
+fn repo_tag(id: &str) -> String {
+    format!("repo:{id}")
+}
+
+impl Policy for AnalysisPolicy {
+    fn on_request(req: &Request) -> RequestDecision {
+        // Answers to authenticated requests may be personal; never share them.
+        if req.has_header("authorization") || req.has_header("cookie") {
+            return RequestDecision::pass("credentials");
+        }
+        if !req.is_safe() {
+            return RequestDecision::pass("method");
+        }
+        let query = req.query_or_empty();
+        let key = match req.param("id") {
+            // The repository id is always in the key: two repositories never share an entry.
+            Some(id) => {
+                let view = req.setting("view").unwrap_or(&req.route_name);
+                CacheKey::new(["repo", id, view, query])
+            }
+            None => CacheKey::new([req.route_name.as_str(), query]),
+        };
+        let vary = req
+            .setting("vary")
+            .into_iter()
+            .flat_map(|list| list.split(','))
+            .map(str::trim)
+            .filter(|name| !name.is_empty());
+        RequestDecision::lookup(key.vary(vary))
+    }
+
+    fn on_response(req: &Request, resp: &Response) -> ResponseDecision {
+        if resp.has_header("set-cookie") {
+            return ResponseDecision::no_store("set-cookie");
+        }
+        let cc = resp.cache_control();
+        if cc.no_store {
+            return ResponseDecision::no_store("no-store");
+        }
+        if cc.private {
+            return ResponseDecision::no_store("private");
+        }
+        // The gateway does not revalidate yet, so `no-cache` cannot be honoured by storing.
+        if cc.no_cache {
+            return ResponseDecision::no_store("no-cache");
+        }
+        let ttl = match resp.status {
+            200 => req.setting_or("ttl", defaults::TTL),
+            404 => req.setting_or("not_found_ttl", defaults::NOT_FOUND_TTL),
+            _ => return ResponseDecision::no_store("status"),
+        };
+        // A zero TTL is the config's way of turning storing off (the host rejects `store` with
+        // a zero TTL).
+        if ttl == 0 {
+            let reason = if resp.status == 404 { "status" } else { "ttl" };
+            return ResponseDecision::no_store(reason);
+        }
+        let tag = match req.param("id") {
+            Some(id) => repo_tag(id),
+            None => ALL_REPOS.to_owned(),
+        };
+        ResponseDecision::store(
+            StoreDirective::ttl(ttl)
+                .stale_while_revalidate(req.setting_or("stale_while_revalidate", 0))
+                .stale_if_error(req.setting_or("stale_if_error", 0))
+                .tag(tag),
+        )
+    }
+
+    fn on_invalidate(req: &Request, _resp: &Response) -> Vec<Invalidation> {
+        // Only writes to one repository (analyze) change cached answers; anything else
+        // (embeddings) touches nothing cached.
+        let Some(id) = req.param("id") else {
+            return Vec::new();
+        };
+        let soft = req.setting_or("soft_purge", false);
+        // The aggregates (list, insights) are computed over every repository, so they go too.
+        vec![
+            Invalidation::tag(repo_tag(id)).soft_if(soft),
+            Invalidation::tag(ALL_REPOS).soft_if(soft),
+        ]
+    }
+}
+
+larder_sdk::export_policy!(AnalysisPolicy);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ai_features(id: &str) -> Request {
+        Request::new("GET", format!("/api/v1/repositories/{id}/ai-features"))
+            .with_route("ai-features", "/api/v1/repositories/{id}/ai-features")
+            .with_param("id", id)
+    }
+
+    fn insights() -> Request {
+        Request::new("GET", "/api/v1/insights").with_route("insights", "/api/v1/insights")
+    }
+
+    fn analyze(id: &str) -> Request {
+        Request::new("POST", format!("/api/v1/repositories/{id}/actions/analyze"))
+            .with_route("analyze", "/api/v1/repositories/{id}/actions/analyze")
+            .with_param("id", id)
+    }
+
+    #[test]
+    fn credentials_and_unsafe_methods_pass() {
+        for req in [
+            ai_features("1").with_header("authorization", "Bearer t"),
+            ai_features("1").with_header("cookie", "session=1"),
+            analyze("1").with_header("cookie", "session=1"),
+        ] {
+            assert_eq!(
+                AnalysisPolicy::on_request(&req),
+                RequestDecision::pass("credentials")
+            );
+        }
+        assert_eq!(
+            AnalysisPolicy::on_request(&analyze("1")),
+            RequestDecision::pass("method")
+        );
+    }
+
+    #[test]
+    fn repository_keys_carry_the_id_view_and_query() {
+        assert_eq!(
+            AnalysisPolicy::on_request(&ai_features("7")),
+            RequestDecision::lookup(CacheKey::new(["repo", "7", "ai-features", ""]))
+        );
+        let req = ai_features("7")
+            .with_setting("view", "ai")
+            .with_query("lang=en");
+        assert_eq!(
+            AnalysisPolicy::on_request(&req),
+            RequestDecision::lookup(CacheKey::new(["repo", "7", "ai", "lang=en"]))
+        );
+    }
+
+    #[test]
+    fn aggregate_keys_use_the_route_name() {
+        assert_eq!(
+            AnalysisPolicy::on_request(&insights()),
+            RequestDecision::lookup(CacheKey::new(["insights", ""]))
+        );
+        let list = Request::new("GET", "/api/v1/repositories")
+            .with_route("repositories", "/api/v1/repositories")
+            .with_query("page=2");
+        assert_eq!(
+            AnalysisPolicy::on_request(&list),
+            RequestDecision::lookup(CacheKey::new(["repositories", "page=2"]))
+        );
+    }
+
+    #[test]
+    fn vary_setting() {
+        let req = insights().with_setting("vary", "Accept, accept-language,");
+        assert_eq!(
+            AnalysisPolicy::on_request(&req),
+            RequestDecision::lookup(
+                CacheKey::new(["insights", ""]).vary(["accept", "accept-language"])
+            )
+        );
+    }
+
+    #[test]
+    fn stores_200_with_settings_and_tags() {
+        assert_eq!(
+            AnalysisPolicy::on_response(&ai_features("3"), &Response::new(200)),
+            ResponseDecision::store(StoreDirective::ttl(1800).tag("repo:3"))
+        );
+        let req = insights()
+            .with_setting("ttl", "600")
+            .with_setting("stale_while_revalidate", "30")
+            .with_setting("stale_if_error", "3600");
+        assert_eq!(
+            AnalysisPolicy::on_response(&req, &Response::new(200)),
+            ResponseDecision::store(
+                StoreDirective::ttl(600)
+                    .stale_while_revalidate(30)
+                    .stale_if_error(3600)
+                    .tag("all-repos")
+            )
+        );
+    }
+
+    #[test]
+    fn bad_settings_fall_back_to_defaults() {
+        let req = ai_features("3").with_setting("ttl", "half an hour");
+        assert_eq!(
+            AnalysisPolicy::on_response(&req, &Response::new(200)),
+            ResponseDecision::store(StoreDirective::ttl(1800).tag("repo:3"))
+        );
+    }
+
+    #[test]
+    fn not_found_is_stored_briefly() {
+        assert_eq!(
+            AnalysisPolicy::on_response(&ai_features("999"), &Response::new(404)),
+            ResponseDecision::store(StoreDirective::ttl(60).tag("repo:999"))
+        );
+        let req = ai_features("999").with_setting("not_found_ttl", "0");
+        assert_eq!(
+            AnalysisPolicy::on_response(&req, &Response::new(404)),
+            ResponseDecision::no_store("status")
+        );
+    }
+
+    #[test]
+    fn other_statuses_and_origin_refusals_are_not_stored() {
+        for status in [201, 204, 301, 400, 500, 502, 503] {
+            assert_eq!(
+                AnalysisPolicy::on_response(&ai_features("1"), &Response::new(status)),
+                ResponseDecision::no_store("status"),
+                "{status}"
+            );
+        }
+        for (header, value, reason) in [
+            ("set-cookie", "a=b", "set-cookie"),
+            ("cache-control", "no-store", "no-store"),
+            ("cache-control", "private, max-age=60", "private"),
+            ("cache-control", "no-cache", "no-cache"),
+        ] {
+            let resp = Response::new(200).with_header(header, value);
+            assert_eq!(
+                AnalysisPolicy::on_response(&ai_features("1"), &resp),
+                ResponseDecision::no_store(reason)
+            );
+        }
+        let req = ai_features("1").with_setting("ttl", "0");
+        assert_eq!(
+            AnalysisPolicy::on_response(&req, &Response::new(200)),
+            ResponseDecision::no_store("ttl")
+        );
+    }
+
+    #[test]
+    fn analyze_purges_the_repository_and_the_aggregates() {
+        assert_eq!(
+            AnalysisPolicy::on_invalidate(&analyze("5"), &Response::new(202)),
+            [Invalidation::tag("repo:5"), Invalidation::tag("all-repos")]
+        );
+        let soft = analyze("5").with_setting("soft_purge", "true");
+        assert_eq!(
+            AnalysisPolicy::on_invalidate(&soft, &Response::new(202)),
+            [
+                Invalidation::tag("repo:5").soft(),
+                Invalidation::tag("all-repos").soft()
+            ]
+        );
+        let embeddings = Request::new("POST", "/api/v1/embeddings")
+            .with_route("embeddings", "/api/v1/embeddings");
+        assert!(AnalysisPolicy::on_invalidate(&embeddings, &Response::new(200)).is_empty());
+    }
+}

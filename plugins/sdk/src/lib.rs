@@ -1,0 +1,222 @@
+//! The guest SDK for Larder cache policies.
+//!
+//! A Larder policy is a WebAssembly component (target `wasm32-wasip2`) that the gateway calls
+//! at three points of a request's life (see `wit/policy.wit`, package `larder:policy@0.1.0`):
+//!
+//! 1. [`Policy::on_request`], before the cache is consulted: [`RequestDecision::pass`] the
+//!    request through, or [`RequestDecision::lookup`] it under a [`CacheKey`] the policy derives.
+//! 2. [`Policy::on_response`], after the upstream answered a lookup that missed:
+//!    [`ResponseDecision::no_store`], or [`ResponseDecision::store`] with a [`StoreDirective`]
+//!    (TTL, stale windows, tags). Defaults to [`follow_origin`]: the origin's `Cache-Control`.
+//! 3. [`Policy::on_invalidate`], after an unsafe request (POST, PUT, PATCH, DELETE) succeeded:
+//!    which entries it made wrong, as a list of [`Invalidation`]s. Defaults to none.
+//!
+//! A plugin implements [`Policy`] on a unit struct and registers it with [`export_policy!`]:
+//!
+//! ```no_run
+//! use larder_sdk::{CacheKey, Policy, Request, RequestDecision};
+//!
+//! struct ByPath;
+//!
+//! impl Policy for ByPath {
+//!     fn on_request(req: &Request) -> RequestDecision {
+//!         if !req.is_safe() {
+//!             return RequestDecision::pass("method");
+//!         }
+//!         RequestDecision::lookup(CacheKey::new([req.path.as_str(), req.query_or_empty()]))
+//!     }
+//! }
+//!
+//! larder_sdk::export_policy!(ByPath);
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2` (crate type `cdylib`) and drop
+//! the `.wasm` into the gateway's plugin directory; see `plugins/README.md`.
+//!
+//! # Statelessness
+//!
+//! The host may give every request a fresh instance, so the trait's functions are associated
+//! functions without `self`: everything a policy may know arrives in its arguments, including
+//! the route's settings ([`Request::setting`]). A policy has no clock (it is frozen at the Unix
+//! epoch), no files, no network and no environment.
+//!
+//! # Errors
+//!
+//! A panic, a runaway loop or an invalid result (an empty key, a zero TTL) never fails the
+//! request: the host logs it, counts it and proxies the request uncached (unless the route is
+//! configured to fail closed). A policy should still prefer `pass` with a reason over a panic.
+//!
+//! # Layout
+//!
+//! - `types`: helper methods and constructors on the WIT types re-exported at the crate root.
+//! - [`cache_control`]: parsing of `Cache-Control`, `Age` and HTTP dates.
+//! - [`freshness`]: the shared-cache rules of RFC 9111 behind [`follow_origin`].
+
+#![warn(missing_docs)]
+
+mod types;
+
+pub mod cache_control;
+pub mod freshness;
+
+/// The bindings generated from `wit/` by `wit-bindgen`. Use the re-exports at the crate root
+/// instead; this module is public only because [`export_policy!`] expands to paths inside it.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "policy-plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_policy_plugin",
+        default_bindings_module: "larder_sdk::bindings",
+        runtime_path: "larder_sdk::__private::wit_bindgen::rt",
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
+// Lets the generated code name this crate as `larder_sdk` from inside it as well as from the
+// plugin crates that expand `export_policy!`.
+extern crate self as larder_sdk;
+
+pub use bindings::larder::policy::types::{
+    CacheKey, Header, Invalidation, InvalidationTarget, KeyRef, LogLevel, Param, Request,
+    RequestDecision, Response, ResponseDecision, StoreDirective,
+};
+pub use freshness::follow_origin;
+
+/// A cache policy. Implement it on a unit struct and register the struct with
+/// [`export_policy!`].
+///
+/// The functions take no `self`: the host may use a fresh instance for every request, so a
+/// policy must not keep state between calls. Route settings ([`Request::setting`]) are the way
+/// to configure one plugin differently per route.
+pub trait Policy {
+    /// Called for every request of a route served by this plugin, before the cache is
+    /// consulted. Return [`RequestDecision::pass`] with a short reason, or
+    /// [`RequestDecision::lookup`] with the key that identifies the object.
+    ///
+    /// There is no default: the key is the policy's decision. For methods other than GET and
+    /// HEAD the host treats `lookup` as `pass`.
+    fn on_request(req: &Request) -> RequestDecision;
+
+    /// Called after the upstream answered a lookup that missed. Decide whether and how long to
+    /// store the response.
+    ///
+    /// The default, [`follow_origin`], stores only what the origin's `Cache-Control`/`Expires`
+    /// explicitly allows a shared cache to store (see [`freshness`]), without tags.
+    fn on_response(req: &Request, resp: &Response) -> ResponseDecision {
+        follow_origin(req, resp)
+    }
+
+    /// Called after an unsafe request (POST, PUT, PATCH, DELETE) was answered with a 2xx or
+    /// 3xx status. Return the entries that write made wrong; the default invalidates nothing.
+    fn on_invalidate(req: &Request, resp: &Response) -> Vec<Invalidation> {
+        let _ = (req, resp);
+        Vec::new()
+    }
+}
+
+/// Registers a [`Policy`] implementation as the component's `larder:policy/policy` export.
+///
+/// Invoke it once in the plugin crate (a `cdylib`), with the type (or path to the type) that
+/// implements [`Policy`]. It implements the generated bindings' `Guest` trait on a hidden
+/// adapter that borrows the arguments for your functions, and exports the component's
+/// `larder:policy/policy` interface:
+///
+/// ```no_run
+/// use larder_sdk::{Policy, Request, RequestDecision};
+///
+/// struct NeverCache;
+///
+/// impl Policy for NeverCache {
+///     fn on_request(_req: &Request) -> RequestDecision {
+///         RequestDecision::pass("never-cache")
+///     }
+/// }
+///
+/// larder_sdk::export_policy!(NeverCache);
+/// ```
+#[macro_export]
+macro_rules! export_policy {
+    ($policy:ty) => {
+        const _: () = {
+            #[doc(hidden)]
+            pub struct __LarderPolicyExport;
+
+            impl $crate::bindings::exports::larder::policy::policy::Guest for __LarderPolicyExport {
+                fn on_request(req: $crate::Request) -> $crate::RequestDecision {
+                    <$policy as $crate::Policy>::on_request(&req)
+                }
+
+                fn on_response(
+                    req: $crate::Request,
+                    resp: $crate::Response,
+                ) -> $crate::ResponseDecision {
+                    <$policy as $crate::Policy>::on_response(&req, &resp)
+                }
+
+                fn on_invalidate(
+                    req: $crate::Request,
+                    resp: $crate::Response,
+                ) -> ::std::vec::Vec<$crate::Invalidation> {
+                    <$policy as $crate::Policy>::on_invalidate(&req, &resp)
+                }
+            }
+
+            $crate::bindings::__export_policy_plugin!(
+                __LarderPolicyExport with_types_in $crate::bindings
+            );
+        };
+    };
+}
+
+/// Not part of the public API: paths used by generated and macro-expanded code.
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+}
+
+/// Writes `message` to the gateway's log at `level`, tagged by the host with the plugin's name
+/// and the request id. Lines longer than 1 KiB are cut by the host.
+///
+/// Logging is cheap but not free: do not log every request at [`LogLevel::Info`].
+///
+/// Outside WebAssembly (in native unit tests of a policy) the line goes to standard error.
+///
+/// ```no_run
+/// larder_sdk::log(larder_sdk::LogLevel::Warn, "setting `ttl` is not a number; using 60");
+/// ```
+pub fn log(level: LogLevel, message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    bindings::larder::policy::host::log(level, message);
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let level = match level {
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warn => "WARN",
+            LogLevel::Error => "ERROR",
+        };
+        eprintln!("[larder-sdk {level}] {message}");
+    }
+}
+
+/// [`log`] at [`LogLevel::Debug`].
+pub fn debug(message: &str) {
+    log(LogLevel::Debug, message);
+}
+
+/// [`log`] at [`LogLevel::Info`].
+pub fn info(message: &str) {
+    log(LogLevel::Info, message);
+}
+
+/// [`log`] at [`LogLevel::Warn`].
+pub fn warn(message: &str) {
+    log(LogLevel::Warn, message);
+}
+
+/// [`log`] at [`LogLevel::Error`].
+pub fn error(message: &str) {
+    log(LogLevel::Error, message);
+}

@@ -1,0 +1,577 @@
+//! Helper methods and constructors on the WIT types re-exported at the crate root.
+//!
+//! The types themselves are generated from `wit/policy.wit`, so their fields are public and
+//! documented there; this module adds the small vocabulary a policy is written in.
+
+use std::str::FromStr;
+
+use crate::cache_control::CacheControl;
+use crate::{
+    CacheKey, Header, Invalidation, InvalidationTarget, KeyRef, Param, Request, RequestDecision,
+    Response, ResponseDecision, StoreDirective,
+};
+
+fn find_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+fn all_headers<'a>(headers: &'a [Header], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+fn find_param<'a>(params: &'a [Param], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| p.value.as_str())
+}
+
+fn strings<I>(items: I) -> Vec<String>
+where
+    I: IntoIterator,
+    I::Item: Into<String>,
+{
+    items.into_iter().map(Into::into).collect()
+}
+
+impl Request {
+    /// A request with the given method and path and nothing else: no query, no headers, an
+    /// empty route. Meant for native unit tests of a policy; the host builds the real ones.
+    ///
+    /// ```
+    /// use larder_sdk::Request;
+    ///
+    /// let req = Request::new("GET", "/api/v1/repositories/1")
+    ///     .with_route("repository", "/api/v1/repositories/{id}")
+    ///     .with_param("id", "1")
+    ///     .with_header("accept", "application/json");
+    /// assert_eq!(req.param("id"), Some("1"));
+    /// ```
+    pub fn new(method: impl Into<String>, path: impl Into<String>) -> Self {
+        Self {
+            method: method.into(),
+            path: path.into(),
+            query: None,
+            headers: Vec::new(),
+            route_name: String::new(),
+            route_pattern: String::new(),
+            params: Vec::new(),
+            settings: Vec::new(),
+        }
+    }
+
+    /// Sets the query string (without the leading `?`). For tests.
+    #[must_use]
+    pub fn with_query(mut self, query: impl Into<String>) -> Self {
+        self.query = Some(query.into());
+        self
+    }
+
+    /// Appends a header (the name is lower-cased, as the host does). For tests.
+    #[must_use]
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push(Header {
+            name: name.to_ascii_lowercase(),
+            value: value.into(),
+        });
+        self
+    }
+
+    /// Sets the route name and pattern. For tests.
+    #[must_use]
+    pub fn with_route(mut self, name: impl Into<String>, pattern: impl Into<String>) -> Self {
+        self.route_name = name.into();
+        self.route_pattern = pattern.into();
+        self
+    }
+
+    /// Appends a captured path parameter. For tests.
+    #[must_use]
+    pub fn with_param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push(Param {
+            name: name.into(),
+            value: value.into(),
+        });
+        self
+    }
+
+    /// Appends a route setting. For tests.
+    #[must_use]
+    pub fn with_setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.push(Param {
+            name: name.into(),
+            value: value.into(),
+        });
+        self
+    }
+
+    /// The value of the first header named `name` (compared case-insensitively), if any.
+    ///
+    /// Repeated fields are not joined; use [`Request::header_values`] for all of them.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
+
+    /// The values of every header named `name` (compared case-insensitively), in order.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        all_headers(&self.headers, name)
+    }
+
+    /// Whether the request has at least one header named `name` (case-insensitive).
+    pub fn has_header(&self, name: &str) -> bool {
+        self.header(name).is_some()
+    }
+
+    /// The value of the path parameter `name` captured by the route pattern (`{id}`),
+    /// percent-decoded by the host.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        find_param(&self.params, name)
+    }
+
+    /// The value of the route setting `name` (`[route.settings]` in the gateway's config),
+    /// rendered as a string: numbers and booleans appear in their TOML form (`"1800"`,
+    /// `"true"`).
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        find_param(&self.settings, name)
+    }
+
+    /// The route setting `name` parsed as `T`, or `default` when the setting is absent.
+    ///
+    /// A setting that is present but does not parse also yields `default`, and logs a warning
+    /// naming the setting, so that a typo in the config degrades to the documented default
+    /// instead of failing every request. Use [`Request::setting_parse`] to handle it yourself.
+    ///
+    /// ```
+    /// use larder_sdk::Request;
+    ///
+    /// let req = Request::new("GET", "/").with_setting("ttl", "600");
+    /// assert_eq!(req.setting_or("ttl", 1800u32), 600);
+    /// assert_eq!(req.setting_or("stale_if_error", 0u32), 0);
+    /// assert!(!req.setting_or("soft_purge", false));
+    /// ```
+    pub fn setting_or<T: FromStr>(&self, name: &str, default: T) -> T {
+        match self.setting_parse(name) {
+            Ok(Some(value)) => value,
+            Ok(None) => default,
+            Err(raw) => {
+                crate::warn(&format!(
+                    "route `{}`: setting `{name}` = {raw:?} is not valid; using the default",
+                    self.route_name
+                ));
+                default
+            }
+        }
+    }
+
+    /// The route setting `name` parsed as `T`: `Ok(None)` when absent, `Err(raw)` with the raw
+    /// text when present but not parseable.
+    pub fn setting_parse<T: FromStr>(&self, name: &str) -> Result<Option<T>, String> {
+        match self.setting(name) {
+            None => Ok(None),
+            Some(raw) => raw.trim().parse().map(Some).map_err(|_| raw.to_owned()),
+        }
+    }
+
+    /// Whether the method is GET or HEAD: the only methods whose responses Larder caches.
+    pub fn is_safe(&self) -> bool {
+        self.method.eq_ignore_ascii_case("GET") || self.method.eq_ignore_ascii_case("HEAD")
+    }
+
+    /// The query string without the leading `?`, or `""` when the request had none. Handy as
+    /// the last key part.
+    pub fn query_or_empty(&self) -> &str {
+        self.query.as_deref().unwrap_or("")
+    }
+
+    /// The request's `Cache-Control` directives (all fields combined).
+    pub fn cache_control(&self) -> CacheControl {
+        CacheControl::parse(self.header_values("cache-control"))
+    }
+}
+
+impl Response {
+    /// A response with the given status, no headers and no known body size. For tests.
+    ///
+    /// ```
+    /// use larder_sdk::Response;
+    ///
+    /// let resp = Response::new(200).with_header("Cache-Control", "max-age=60");
+    /// assert_eq!(resp.header("cache-control"), Some("max-age=60"));
+    /// ```
+    pub fn new(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body_size: None,
+        }
+    }
+
+    /// Appends a header (the name is lower-cased, as the host does). For tests.
+    #[must_use]
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push(Header {
+            name: name.to_ascii_lowercase(),
+            value: value.into(),
+        });
+        self
+    }
+
+    /// The value of the first header named `name` (compared case-insensitively), if any.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
+
+    /// The values of every header named `name` (compared case-insensitively), in order.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        all_headers(&self.headers, name)
+    }
+
+    /// Whether the response has at least one header named `name` (case-insensitive).
+    pub fn has_header(&self, name: &str) -> bool {
+        self.header(name).is_some()
+    }
+
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The response's `Cache-Control` directives (all fields combined).
+    pub fn cache_control(&self) -> CacheControl {
+        CacheControl::parse(self.header_values("cache-control"))
+    }
+}
+
+impl CacheKey {
+    /// A key with these parts, most significant first, and no vary headers.
+    ///
+    /// The parts must not be empty (the host rejects an empty key and proxies uncached).
+    /// Parts are length-delimited when hashed, so there is no need to escape separators.
+    ///
+    /// ```
+    /// use larder_sdk::CacheKey;
+    ///
+    /// let key = CacheKey::new(["repo", "1", "ai-features", ""]).vary(["Accept"]);
+    /// assert_eq!(key.parts, ["repo", "1", "ai-features", ""]);
+    /// assert_eq!(key.vary, ["accept"]);
+    /// ```
+    pub fn new<I>(parts: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        Self {
+            parts: strings(parts),
+            vary: Vec::new(),
+        }
+    }
+
+    /// Appends one part.
+    #[must_use]
+    pub fn part(mut self, part: impl Into<String>) -> Self {
+        self.parts.push(part.into());
+        self
+    }
+
+    /// Adds request headers whose values select a variant of the object (like `Vary`). Names
+    /// are lower-cased; the host adds the headers' values to the key.
+    #[must_use]
+    pub fn vary<I>(mut self, headers: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.vary
+            .extend(headers.into_iter().map(|h| h.into().to_ascii_lowercase()));
+        self
+    }
+}
+
+impl RequestDecision {
+    /// Forward the request upstream and do not store the answer. `reason` is short and
+    /// machine-friendly (`"method"`, `"credentials"`); the host shows it in `Cache-Status`.
+    pub fn pass(reason: impl Into<String>) -> Self {
+        Self::Pass(reason.into())
+    }
+
+    /// Look the request up under `key`; on a miss the host forwards it and calls
+    /// [`Policy::on_response`](crate::Policy::on_response).
+    pub fn lookup(key: CacheKey) -> Self {
+        Self::Lookup(key)
+    }
+}
+
+impl StoreDirective {
+    /// Store for `seconds` (must be at least 1), with no stale windows and no tags.
+    ///
+    /// ```
+    /// use larder_sdk::{ResponseDecision, StoreDirective};
+    ///
+    /// let decision = ResponseDecision::store(
+    ///     StoreDirective::ttl(1800)
+    ///         .tags(["repo:1"])
+    ///         .stale_while_revalidate(60)
+    ///         .stale_if_error(600),
+    /// );
+    /// ```
+    pub fn ttl(seconds: u32) -> Self {
+        Self {
+            ttl: seconds,
+            stale_while_revalidate: 0,
+            stale_if_error: 0,
+            tags: Vec::new(),
+        }
+    }
+
+    /// Adds surrogate keys (tags) for [`Invalidation::tag`].
+    #[must_use]
+    pub fn tags<I>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds one tag.
+    #[must_use]
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// Seconds after the TTL during which the stale entry is served while one background
+    /// request refreshes it. 0 disables it.
+    #[must_use]
+    pub fn stale_while_revalidate(mut self, seconds: u32) -> Self {
+        self.stale_while_revalidate = seconds;
+        self
+    }
+
+    /// Seconds after the TTL during which the stale entry is served when the upstream fails.
+    /// 0 disables it.
+    #[must_use]
+    pub fn stale_if_error(mut self, seconds: u32) -> Self {
+        self.stale_if_error = seconds;
+        self
+    }
+}
+
+impl ResponseDecision {
+    /// Store the response under the key chosen by `on_request`.
+    pub fn store(directive: StoreDirective) -> Self {
+        Self::Store(directive)
+    }
+
+    /// Do not store the response; `reason` says why (`"status"`, `"no-store"`).
+    pub fn no_store(reason: impl Into<String>) -> Self {
+        Self::NoStore(reason.into())
+    }
+
+    /// Adds tags if this is a `store` decision; a `no-store` decision is returned unchanged.
+    /// Handy on top of [`follow_origin`](crate::follow_origin).
+    #[must_use]
+    pub fn with_tags<I>(self, tags: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        match self {
+            Self::Store(directive) => Self::Store(directive.tags(tags)),
+            no_store => no_store,
+        }
+    }
+}
+
+impl KeyRef {
+    /// A key (or key prefix) on the route of the request being handled.
+    pub fn here<I>(parts: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        Self {
+            route: None,
+            parts: strings(parts),
+        }
+    }
+
+    /// A key (or key prefix) on the route named `route` in the gateway's config.
+    pub fn on_route<I>(route: impl Into<String>, parts: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        Self {
+            route: Some(route.into()),
+            parts: strings(parts),
+        }
+    }
+}
+
+impl Invalidation {
+    /// Every entry carrying `tag`, on any route. Hard (entries are gone) unless
+    /// [`Invalidation::soft`] is applied.
+    ///
+    /// ```
+    /// use larder_sdk::{Invalidation, KeyRef};
+    ///
+    /// let purge = vec![
+    ///     Invalidation::tag("repo:1").soft(),
+    ///     Invalidation::key(KeyRef::here(["/api/v1/repositories/1", ""])),
+    ///     Invalidation::prefix(KeyRef::on_route("insights", ["insights"])),
+    /// ];
+    /// ```
+    pub fn tag(tag: impl Into<String>) -> Self {
+        Self {
+            target: InvalidationTarget::Tag(tag.into()),
+            soft: false,
+        }
+    }
+
+    /// The entry (every variant of it) stored under exactly these key parts.
+    pub fn key(key: KeyRef) -> Self {
+        Self {
+            target: InvalidationTarget::Key(key),
+            soft: false,
+        }
+    }
+
+    /// Every entry whose key parts start with these parts.
+    pub fn prefix(key: KeyRef) -> Self {
+        Self {
+            target: InvalidationTarget::Prefix(key),
+            soft: false,
+        }
+    }
+
+    /// Makes this a soft purge: entries become stale instead of disappearing, and are served
+    /// stale while one request refreshes them if they have a `stale-while-revalidate` window.
+    #[must_use]
+    pub fn soft(self) -> Self {
+        self.soft_if(true)
+    }
+
+    /// Sets whether this is a soft purge (see [`Invalidation::soft`]).
+    #[must_use]
+    pub fn soft_if(mut self, soft: bool) -> Self {
+        self.soft = soft;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_case_insensitive_and_first_wins() {
+        let req = Request::new("GET", "/")
+            .with_header("Accept", "a")
+            .with_header("accept", "b");
+        assert_eq!(req.header("ACCEPT"), Some("a"));
+        assert_eq!(req.header_values("accept").collect::<Vec<_>>(), ["a", "b"]);
+        assert!(req.has_header("accept"));
+        assert!(!req.has_header("authorization"));
+    }
+
+    #[test]
+    fn settings_parse_with_defaults() {
+        let req = Request::new("GET", "/")
+            .with_setting("ttl", "600")
+            .with_setting("bad", "ten")
+            .with_setting("soft_purge", "true");
+        assert_eq!(req.setting("ttl"), Some("600"));
+        assert_eq!(req.setting_or("ttl", 1u32), 600);
+        assert_eq!(req.setting_or("missing", 7u32), 7);
+        assert_eq!(req.setting_or("bad", 7u32), 7);
+        assert!(req.setting_or("soft_purge", false));
+        assert_eq!(req.setting_parse::<u32>("bad"), Err("ten".to_owned()));
+        assert_eq!(req.setting_parse::<u32>("missing"), Ok(None));
+    }
+
+    #[test]
+    fn safe_methods() {
+        assert!(Request::new("GET", "/").is_safe());
+        assert!(Request::new("HEAD", "/").is_safe());
+        assert!(!Request::new("POST", "/").is_safe());
+        assert!(!Request::new("DELETE", "/").is_safe());
+    }
+
+    #[test]
+    fn query_or_empty() {
+        assert_eq!(Request::new("GET", "/").query_or_empty(), "");
+        assert_eq!(
+            Request::new("GET", "/").with_query("a=1").query_or_empty(),
+            "a=1"
+        );
+    }
+
+    #[test]
+    fn key_builders() {
+        let key = CacheKey::new(["repo", "1"])
+            .part("view")
+            .vary(["Accept-Encoding"]);
+        assert_eq!(key.parts, ["repo", "1", "view"]);
+        assert_eq!(key.vary, ["accept-encoding"]);
+        assert_eq!(
+            RequestDecision::lookup(key.clone()),
+            RequestDecision::Lookup(key)
+        );
+        assert_eq!(
+            RequestDecision::pass("method"),
+            RequestDecision::Pass("method".into())
+        );
+    }
+
+    #[test]
+    fn store_directive_builders() {
+        let d = StoreDirective::ttl(1800)
+            .tags(["repo:1"])
+            .tag("all-repos")
+            .stale_while_revalidate(30)
+            .stale_if_error(600);
+        assert_eq!(d.ttl, 1800);
+        assert_eq!(d.tags, ["repo:1", "all-repos"]);
+        assert_eq!(d.stale_while_revalidate, 30);
+        assert_eq!(d.stale_if_error, 600);
+        let stored = ResponseDecision::store(StoreDirective::ttl(5)).with_tags(["t"]);
+        assert_eq!(
+            stored,
+            ResponseDecision::Store(StoreDirective::ttl(5).tag("t"))
+        );
+        let not = ResponseDecision::no_store("status").with_tags(["t"]);
+        assert_eq!(not, ResponseDecision::NoStore("status".into()));
+    }
+
+    #[test]
+    fn invalidation_builders() {
+        let inv = Invalidation::tag("repo:1").soft();
+        assert_eq!(inv.target, InvalidationTarget::Tag("repo:1".into()));
+        assert!(inv.soft);
+        assert!(!Invalidation::tag("x").soft_if(false).soft);
+        let key = Invalidation::key(KeyRef::here(["/a", ""]));
+        assert_eq!(
+            key.target,
+            InvalidationTarget::Key(KeyRef {
+                route: None,
+                parts: vec!["/a".into(), String::new()]
+            })
+        );
+        let prefix = Invalidation::prefix(KeyRef::on_route("list", ["list"]));
+        assert_eq!(
+            prefix.target,
+            InvalidationTarget::Prefix(KeyRef {
+                route: Some("list".into()),
+                parts: vec!["list".into()]
+            })
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! Miss, then hit: the gateway answers repeat requests from the store without the upstream,
+//! with the right body for the right repository, on Redis and on the memory store alike.
+
+use std::time::{Duration, Instant};
+
+use larder_tests::gateway::{Harness, StoreKind};
+use larder_tests::origin::OriginConfig;
+use larder_tests::redis_server::RedisServer;
+
+const AI: &str = "/api/v1/repositories/1/ai-features";
+
+async fn miss_then_hit(store: StoreKind) {
+    let h = Harness::demo(store, OriginConfig::fast()).await;
+
+    let t = Instant::now();
+    let first = h.get(AI).await;
+    let miss_time = t.elapsed();
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.cache_status(),
+        "larder; fwd=miss; fwd-status=200; stored"
+    );
+
+    let t = Instant::now();
+    let second = h.get(AI).await;
+    let hit_time = t.elapsed();
+    assert!(second.is_hit(), "{}", second.cache_status());
+    assert!(
+        second.cache_status().contains("ttl=1"),
+        "{}",
+        second.cache_status()
+    );
+    assert_eq!(second.body, first.body);
+    assert!(second.header("age").is_some());
+    assert_eq!(second.header("content-type"), first.header("content-type"));
+    assert_eq!(
+        h.upstream_gets(AI),
+        1,
+        "the hit must not reach the upstream"
+    );
+    // The 1.2 s endpoint: a hit is more than 80% faster than the miss.
+    assert!(miss_time >= Duration::from_millis(1200));
+    assert!(
+        hit_time.as_secs_f64() < miss_time.as_secs_f64() * 0.2,
+        "hit {hit_time:?} vs miss {miss_time:?}"
+    );
+
+    // HEAD is answered from the stored GET, without a body.
+    let head = larder_tests::http::send("HEAD", &h.url(AI), &[], "").await;
+    assert!(head.is_hit());
+    assert!(head.body.is_empty());
+    assert_eq!(
+        head.header("content-length"),
+        Some(first.body.len().to_string().as_str())
+    );
+    assert_eq!(h.upstream_gets(AI), 1);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_request_is_a_hit_without_the_upstream_on_redis() {
+    let redis = RedisServer::start();
+    miss_then_hit(StoreKind::Redis(redis.url())).await;
+    // What is cached is readable by an operator, and no client material is in the key.
+    let keys = redis.keys("larder:obj:*");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].starts_with("larder:obj:ai-features:"), "{keys:?}");
+    assert!(!keys[0].contains("/api"), "{keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_request_is_a_hit_without_the_upstream_in_memory() {
+    miss_then_hit(StoreKind::Memory).await;
+}
+
+async fn repositories_never_share_entries(store: StoreKind) {
+    let h = Harness::demo(store, OriginConfig::zero_delay()).await;
+    for path in ["/api/v1/repositories/1", "/api/v1/repositories/2"] {
+        assert!(!h.get(path).await.is_hit());
+    }
+    let one = h.get("/api/v1/repositories/1").await;
+    let two = h.get("/api/v1/repositories/2").await;
+    assert!(one.is_hit() && two.is_hit());
+    assert_eq!(one.json()["id"], 1);
+    assert_eq!(two.json()["id"], 2);
+    // Same repository id on another route is another entry.
+    let tech = h.get("/api/v1/repositories/1/tech-stack").await;
+    assert!(!tech.is_hit());
+    assert_ne!(tech.body, one.body);
+    assert_eq!(h.upstream_gets("/api/v1/repositories/1"), 1);
+    assert_eq!(h.upstream_gets("/api/v1/repositories/2"), 1);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_keys_never_collide_on_redis() {
+    let redis = RedisServer::start();
+    repositories_never_share_entries(StoreKind::Redis(redis.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_keys_never_collide_in_memory() {
+    repositories_never_share_entries(StoreKind::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_never_cached() {
+    let redis = RedisServer::start();
+    let h = Harness::demo(StoreKind::Redis(redis.url()), OriginConfig::zero_delay()).await;
+    let path = "/api/v1/repositories/3";
+    for (header, value) in [
+        ("authorization", "Bearer alice-token"),
+        ("cookie", "session=bob"),
+    ] {
+        for _ in 0..2 {
+            let r = larder_tests::http::get_with(&h.url(path), &[(header, value)]).await;
+            assert_eq!(r.status, 200);
+            assert!(
+                r.cache_status().contains("fwd=bypass"),
+                "{}",
+                r.cache_status()
+            );
+        }
+    }
+    assert_eq!(h.upstream_gets(path), 4);
+    // ...and a private answer never lands in the store for an anonymous request to find.
+    let anonymous = h.get(path).await;
+    assert!(!anonymous.is_hit());
+    assert!(redis.keys("larder:obj:repository:*").len() == 1);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_route_are_proxied_untouched() {
+    let h = Harness::demo(StoreKind::Memory, OriginConfig::zero_delay()).await;
+    for _ in 0..2 {
+        let r = h.get("/api/v1/health").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.cache_status(),
+            "larder; fwd=bypass; fwd-status=200; detail=\"no-route\""
+        );
+    }
+    assert_eq!(h.upstream_gets("/api/v1/health"), 2);
+    // An upstream 404 passes through with its status.
+    let missing = h.get("/api/v1/repositories/9999").await;
+    assert_eq!(missing.status, 404);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standard_policy_follows_the_origins_cache_control() {
+    let h = Harness::demo(StoreKind::Memory, OriginConfig::zero_delay()).await;
+    let cached = "/api/v1/echo?cache_control=max-age%3D60&body=a";
+    let first = h.get(cached).await;
+    let second = h.get(cached).await;
+    assert!(
+        !first.is_hit() && second.is_hit(),
+        "{}",
+        second.cache_status()
+    );
+    assert_eq!(first.body, second.body);
+
+    for cc in ["no-store", "private%2C%20max-age%3D60", "max-age%3D0"] {
+        let path = format!("/api/v1/echo?cache_control={cc}&body=b");
+        let a = h.get(&path).await;
+        let b = h.get(&path).await;
+        assert!(!a.is_hit() && !b.is_hit(), "{cc}: {}", b.cache_status());
+        assert_ne!(a.body, b.body, "{cc}: served twice by the origin");
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_store_plugins_and_routes() {
+    let redis = RedisServer::start();
+    let h = Harness::demo(StoreKind::Redis(redis.url()), OriginConfig::zero_delay()).await;
+    let health = larder_tests::http::get(&h.admin("/health")).await.json();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["store"]["kind"], "redis");
+    assert_eq!(health["store"]["up"], true);
+    let plugins: Vec<&str> = health["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(plugins, ["analysis-policy", "standard"]);
+    assert_eq!(health["plugins"][0]["version"].as_str().unwrap().len(), 12);
+    assert!(health["routes"].as_array().unwrap().len() >= 6);
+    h.stop().await;
+}

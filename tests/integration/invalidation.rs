@@ -1,0 +1,157 @@
+//! A re-analysis makes exactly that repository's cached views (and the aggregates over all
+//! repositories) disappear, at once, and a slow fill that straddles it never writes the old
+//! analysis back.
+
+use std::time::Duration;
+
+use larder::store::contract;
+use larder::store::redis::RedisStore;
+use larder_tests::gateway::{Harness, StoreKind};
+use larder_tests::http;
+use larder_tests::origin::OriginConfig;
+use larder_tests::redis_server::RedisServer;
+
+const VIEWS: [&str; 3] = ["", "/ai-features", "/tech-stack"];
+
+async fn an_analyze_invalidates_that_repository_and_the_aggregates(store: StoreKind) {
+    let h = Harness::demo(store, OriginConfig::zero_delay()).await;
+    let mut paths: Vec<String> = Vec::new();
+    for id in [1, 2, 10] {
+        for view in VIEWS {
+            paths.push(format!("/api/v1/repositories/{id}{view}"));
+        }
+    }
+    paths.push("/api/v1/insights".into());
+    paths.push("/api/v1/repositories".into());
+    for p in &paths {
+        h.get(p).await;
+        assert!(h.get(p).await.is_hit(), "{p} should be cached");
+    }
+    let before = h.get("/api/v1/repositories/1").await.json()["analysis_version"].clone();
+
+    let analyze =
+        http::post(&h.url("/api/v1/repositories/1/actions/analyze?feature_type=complexity")).await;
+    assert_eq!(analyze.status, 200);
+    assert!(analyze.cache_status().contains("fwd=method"));
+
+    for p in &paths {
+        let r = h.get(p).await;
+        let repo_one = p.starts_with("/api/v1/repositories/1/") || p == "/api/v1/repositories/1";
+        let aggregate = p == "/api/v1/insights" || p == "/api/v1/repositories";
+        if repo_one || aggregate {
+            assert!(!r.is_hit(), "{p} must be invalidated: {}", r.cache_status());
+        } else {
+            assert!(r.is_hit(), "{p} must survive: {}", r.cache_status());
+        }
+    }
+    let after = h.get("/api/v1/repositories/1").await.json()["analysis_version"].clone();
+    assert_ne!(before, after, "the new analysis is served");
+    assert_eq!(h.upstream_gets("/api/v1/repositories/2"), 1);
+    assert_eq!(h.upstream_gets("/api/v1/repositories/10"), 1);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyze_invalidates_exactly_its_repository_on_redis() {
+    let redis = RedisServer::start();
+    an_analyze_invalidates_that_repository_and_the_aggregates(StoreKind::Redis(redis.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyze_invalidates_exactly_its_repository_in_memory() {
+    an_analyze_invalidates_that_repository_and_the_aggregates(StoreKind::Memory).await;
+}
+
+async fn a_fill_that_straddles_an_analyze_is_not_stored(store: StoreKind) {
+    let h = Harness::demo(store, OriginConfig::zero_delay()).await;
+    let path = "/api/v1/repositories/4";
+    h.origin.hold(path);
+    let url = h.url(path);
+    let slow = tokio::spawn(async move { http::get(&url).await });
+    assert!(
+        h.origin.wait_until_waiting(1, Duration::from_secs(5)).await,
+        "the fill reached the upstream"
+    );
+    // The repository is re-analysed while the old analysis is on its way back.
+    let analyze = http::post(&h.url("/api/v1/repositories/4/actions/analyze")).await;
+    assert_eq!(analyze.status, 200);
+    h.origin.release(path);
+    let old = slow.await.unwrap();
+    assert_eq!(old.json()["analysis_version"], 1);
+    assert!(
+        old.cache_status().contains("purged-during-fill"),
+        "{}",
+        old.cache_status()
+    );
+
+    let next = h.get(path).await;
+    assert!(
+        !next.is_hit(),
+        "the old analysis was written back: {}",
+        next.cache_status()
+    );
+    assert_eq!(next.json()["analysis_version"], 2);
+    assert!(h.get(path).await.is_hit());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_resurrection_on_redis() {
+    let redis = RedisServer::start();
+    a_fill_that_straddles_an_analyze_is_not_stored(StoreKind::Redis(redis.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_resurrection_in_memory() {
+    a_fill_that_straddles_an_analyze_is_not_stored(StoreKind::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_store_meets_the_storage_contract() {
+    let redis = RedisServer::start();
+    let store = RedisStore::start(&larder::config::RedisConfig {
+        url: redis.url(),
+        prefix: "contract:".into(),
+        timeout: Duration::from_millis(500),
+    })
+    .unwrap();
+    for _ in 0..100 {
+        if larder::store::Storage::health(&store).up {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    contract::stores_and_finds(&store).await;
+    contract::tag_purge_is_exact(&store).await;
+    contract::a_fill_that_straddles_a_purge_is_not_stored(&store).await;
+    contract::soft_purge_leaves_a_stale_entry(&store).await;
+    contract::prefix_purge_reaches_longer_keys_only(&store).await;
+    // A purge is one write per tag, whatever the number of entries: no scan, no KEYS.
+    assert!(redis.keys("contract:tag:*").len() > 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_entry_is_a_miss_and_is_deleted() {
+    let redis = RedisServer::start();
+    let h = Harness::demo(StoreKind::Redis(redis.url()), OriginConfig::zero_delay()).await;
+    let path = "/api/v1/repositories/5";
+    h.get(path).await;
+    let keys = redis.keys("larder:obj:repository:*");
+    assert_eq!(keys.len(), 1);
+    let mut conn = redis.conn();
+    let _: () = ::redis::cmd("SET")
+        .arg(&keys[0])
+        .arg("LRD1 not really an entry")
+        .query(&mut conn)
+        .unwrap();
+    let r = h.get(path).await;
+    assert_eq!(r.status, 200);
+    assert!(!r.is_hit());
+    assert_eq!(r.json()["id"], 5);
+    assert_eq!(h.upstream_gets(path), 2);
+    assert!(
+        h.get(path).await.is_hit(),
+        "re-stored after the corrupt value"
+    );
+    h.stop().await;
+}

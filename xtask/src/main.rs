@@ -1,0 +1,76 @@
+//! `cargo xtask build | demo | test`: the project's set-up commands.
+//!
+//! Each installs what it needs (the `wasm32-wasip2` target; for tests, `redis-server`), so a
+//! fresh clone needs nothing but Rust. Everything is built in the one `release` profile, so the
+//! demo, the tests and the benchmarks share one build of wasmtime.
+
+mod build;
+mod demo;
+mod setup;
+
+use anyhow::bail;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
+    match args.first().map(String::as_str) {
+        Some("build") => build::all(),
+        Some("demo") => demo::run(rest),
+        Some("test") => test(rest),
+        Some("plugins") => build::plugins().map(|_| ()),
+        _ => bail!(
+            "usage: cargo xtask <build|demo|test|plugins>\n\
+             \n  build    build larder, scat-origin and the plugins (into target/plugins)\
+             \n  demo     start the stand-in backend, Redis if reachable, and the gateway\
+             \n           (--smoke: run the curl walk-through once and exit)\
+             \n  test     format check, clippy, and the whole test suite\
+             \n           (--no-lint: tests only; extra args go to cargo test)\
+             \n  plugins  build only the plugins"
+        ),
+    }
+}
+
+fn test(args: &[String]) -> anyhow::Result<()> {
+    let no_lint = args.iter().any(|a| a == "--no-lint");
+    let extra: Vec<&str> = args
+        .iter()
+        .filter(|a| *a != "--no-lint")
+        .map(String::as_str)
+        .collect();
+    setup::ensure_redis_server()?;
+    build::all()?;
+    if !no_lint {
+        build::cargo(&["fmt", "--all", "--check"])?;
+        build::cargo(&[
+            "clippy",
+            "--release",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])?;
+        let mut clippy_plugins = vec![
+            "clippy",
+            "--release",
+            "--target",
+            build::WASM_TARGET,
+            "--target-dir",
+            build::WASM_TARGET_DIR,
+        ];
+        for p in build::ALL_PLUGINS {
+            clippy_plugins.extend(["-p", p]);
+        }
+        clippy_plugins.extend(["--", "-D", "warnings"]);
+        build::cargo(&clippy_plugins)?;
+    }
+    // Every native crate, and the SDK's unit tests; the plugins themselves are wasm cdylibs.
+    let mut cmd = vec!["test", "--release", "--workspace"];
+    for p in build::ALL_PLUGINS.iter().filter(|p| **p != "larder-sdk") {
+        cmd.extend(["--exclude", p]);
+    }
+    if !extra.is_empty() {
+        cmd.push("--");
+        cmd.extend(extra);
+    }
+    build::cargo(&cmd)
+}

@@ -90,6 +90,8 @@ pub struct PluginsConfig {
     pub deadline: Duration,
     /// Linear memory an instance may grow to, in bytes.
     pub memory_limit: usize,
+    /// Reload when a `.wasm` file in `dir` or the config file changes.
+    pub watch: bool,
 }
 
 /// What to do when a route's plugin fails (traps, overruns its deadline, answers nonsense).
@@ -168,6 +170,7 @@ struct RawPlugins {
     dir: Option<String>,
     deadline_ms: Option<u64>,
     memory_limit: Option<usize>,
+    watch: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -271,6 +274,7 @@ impl Config {
                 raw.plugins.deadline_ms.unwrap_or(defaults::DEADLINE_MS),
             ),
             memory_limit: raw.plugins.memory_limit.unwrap_or(defaults::MEMORY_LIMIT),
+            watch: raw.plugins.watch.unwrap_or(true),
         };
 
         let mut routes = Vec::with_capacity(raw.routes.len());

@@ -15,7 +15,7 @@
 //!   format, keys, and invalidation tokens.
 //! - [`proxy`]: the phases in order, the upstream client, `Cache-Status`, invalidation.
 //! - [`gateway`]: shared state and the per-request snapshot of config, routes and plugins.
-//! - [`reload`]: replacing the snapshot without a restart.
+//! - [`reload`]: replacing the snapshot without a restart; [`watch`]: doing it on file changes.
 //! - [`admin`]: the admin listener (`/health`, `/plugins`, `/plugins/reload`).
 //! - [`server`]: binding, serving, graceful shutdown.
 
@@ -28,6 +28,7 @@ pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod watch;
 
 pub use config::Config;
 pub use server::{Running, start};

@@ -24,6 +24,7 @@ pub struct Running {
     pub gateway: Arc<Gateway>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    _watch: Option<crate::watch::WatchGuard>,
 }
 
 /// Builds the gateway for `config`, binds both listeners and serves in the background.
@@ -61,6 +62,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         }));
     }
+    let watch = if gateway.snapshot().config.plugins.watch {
+        Some(crate::watch::start(gateway.clone())?)
+    } else {
+        None
+    };
     tracing::info!(%addr, %admin_addr, "larder listening");
     Ok(Running {
         addr,
@@ -68,6 +74,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         gateway,
         shutdown,
         tasks,
+        _watch: watch,
     })
 }
 

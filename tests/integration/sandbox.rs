@@ -23,6 +23,8 @@ plugin = "loop-forever"
 name = "hog"
 path = "/api/v1/repositories/{id}/tech-stack"
 plugin = "memory-hog"
+# Generous time, so that it is the memory limit that stops it.
+deadline_ms = 500
 
 [[route]]
 name = "panic"

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use larder::config::{Config, EnvOverrides, RedisConfig};
+use larder::config::{Config, EnvOverrides};
 
 use crate::origin::{Origin, OriginConfig};
 use crate::{http, plugins};
@@ -19,8 +19,12 @@ pub enum StoreKind {
 pub struct Harness {
     pub origin: Origin,
     pub gateway: larder::Running,
-    /// The gateway's plugin directory (a temp dir the test may write to).
-    pub plugin_dir: tempfile::TempDir,
+    /// Holds the config file and the plugin directory.
+    dir: tempfile::TempDir,
+}
+
+fn demo_config() -> String {
+    std::fs::read_to_string(plugins::workspace_root().join("larder.toml")).expect("larder.toml")
 }
 
 /// Installs the example plugins (`analysis-policy`, `standard`) into `dir`.
@@ -33,42 +37,37 @@ impl Harness {
     /// The demo configuration (`larder.toml` at the repository root), on free ports, in front of
     /// a fresh stand-in backend.
     pub async fn demo(store: StoreKind, origin: OriginConfig) -> Harness {
-        let path = plugins::workspace_root().join("larder.toml");
-        let config = Config::load(&path, &EnvOverrides::default()).expect("demo config is valid");
-        Self::start(config, store, origin, install_example_plugins).await
+        Self::start(&demo_config(), store, origin, install_example_plugins, true).await
     }
 
     /// Like [`Harness::demo`], but does not wait for the store to come up (for tests of a
     /// store that is down).
     pub async fn demo_without_waiting(store: StoreKind, origin: OriginConfig) -> Harness {
-        let path = plugins::workspace_root().join("larder.toml");
-        let config = Config::load(&path, &EnvOverrides::default()).expect("demo config is valid");
-        Self::start_inner(config, store, origin, install_example_plugins, false).await
+        Self::start(
+            &demo_config(),
+            store,
+            origin,
+            install_example_plugins,
+            false,
+        )
+        .await
     }
 
-    /// `routes` (TOML `[[route]]` tables, may use any plugin installed by `install`).
+    /// A gateway configured by `config` (TOML; `[[route]]`s may use any plugin that `install`
+    /// puts into the plugin directory).
     pub async fn with_routes(
-        routes: &str,
+        config: &str,
         store: StoreKind,
         origin: OriginConfig,
         install: impl FnOnce(&Path),
     ) -> Harness {
-        let config = Config::parse(Path::new("test.toml"), routes, &EnvOverrides::default())
-            .expect("test config is valid");
-        Self::start(config, store, origin, install).await
+        Self::start(config, store, origin, install, true).await
     }
 
+    /// Writes the config into a temp dir, as a deployment would, and points it at the test's
+    /// origin, ports and Redis through the environment overrides, which reloads keep.
     async fn start(
-        config: Config,
-        store: StoreKind,
-        origin: OriginConfig,
-        install: impl FnOnce(&Path),
-    ) -> Harness {
-        Self::start_inner(config, store, origin, install, true).await
-    }
-
-    async fn start_inner(
-        mut config: Config,
+        config: &str,
         store: StoreKind,
         origin: OriginConfig,
         install: impl FnOnce(&Path),
@@ -76,30 +75,50 @@ impl Harness {
     ) -> Harness {
         init_logs();
         let origin = Origin::start(origin).await.expect("start origin");
-        let plugin_dir = tempfile::tempdir().expect("temp dir");
-        install(plugin_dir.path());
-        config.server.listen = "127.0.0.1:0".parse().unwrap();
-        config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
-        config.server.upstream = origin.url().parse().unwrap();
-        config.plugins.dir = plugin_dir.path().to_owned();
-        config.redis = match store {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let plugin_dir = dir.path().join("plugins");
+        std::fs::create_dir(&plugin_dir).unwrap();
+        install(&plugin_dir);
+        let mut text = config.to_owned();
+        let redis_url = match store {
             StoreKind::Memory => None,
-            StoreKind::Redis(url) => Some(RedisConfig {
-                url,
-                prefix: "larder:".into(),
-                timeout: Duration::from_millis(200),
-            }),
+            StoreKind::Redis(url) => {
+                // Generous: two cores run many tests at once; a slow answer must not turn a
+                // hit into a miss.
+                text.push_str("\n[redis]\ntimeout_ms = 500\n");
+                Some(url)
+            }
         };
+        let config_path = dir.path().join("larder.toml");
+        std::fs::write(&config_path, &text).unwrap();
+        let env = EnvOverrides {
+            redis_url,
+            upstream: Some(origin.url()),
+            listen: Some("127.0.0.1:0".into()),
+            admin_listen: Some("127.0.0.1:0".into()),
+            plugin_dir: Some(plugin_dir.display().to_string()),
+        };
+        let config = Config::load(&config_path, &env).expect("test config is valid");
         let gateway = larder::start(config).await.expect("gateway starts");
         let harness = Harness {
             origin,
             gateway,
-            plugin_dir,
+            dir,
         };
         if wait {
             harness.wait_for_store().await;
         }
         harness
+    }
+
+    /// The gateway's plugin directory.
+    pub fn plugin_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    /// The gateway's config file.
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("larder.toml")
     }
 
     /// Waits (bounded) until the store reports up, so the first request of a test caches.

@@ -34,7 +34,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let bin = root.join("target/release");
 
     let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let redis = redis_addr(&redis_url).filter(|addr| redis_ping(addr));
+    let redis = redis_addr(&redis_url).filter(redis_ping);
     match &redis {
         Some(addr) => {
             let n = redis_clear(addr, "larder:*").unwrap_or(0);

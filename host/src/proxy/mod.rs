@@ -239,17 +239,18 @@ impl Exchange<'_> {
         if content_length(&rparts.headers).is_some_and(|n| n > max as u64) {
             return respond(rparts, Body::new(rbody), &status.detail("too-large"), None);
         }
-        let bytes =
-            match tokio::time::timeout(route.upstream_timeout, body::buffer(rbody, max)).await {
-                Err(_) => {
-                    return upstream_failed(&UpstreamError::Timeout(route.upstream_timeout), status);
-                }
-                Ok(Err(e)) => return upstream_failed(&UpstreamError::Body(e.to_string()), status),
-                Ok(Ok(Buffered::TooLarge(body))) => {
-                    return respond(rparts, body, &status.detail("too-large"), None);
-                }
-                Ok(Ok(Buffered::Complete(bytes))) => bytes,
-            };
+        let bytes = match tokio::time::timeout(route.upstream_timeout, body::buffer(rbody, max))
+            .await
+        {
+            Err(_) => {
+                return upstream_failed(&UpstreamError::Timeout(route.upstream_timeout), status);
+            }
+            Ok(Err(e)) => return upstream_failed(&UpstreamError::Body(e.to_string()), status),
+            Ok(Ok(Buffered::TooLarge(body))) => {
+                return respond(rparts, body, &status.detail("too-large"), None);
+            }
+            Ok(Ok(Buffered::Complete(bytes))) => bytes,
+        };
 
         let policy_resp =
             convert::response(rparts.status, &rparts.headers, Some(bytes.len() as u64));

@@ -6,8 +6,7 @@ use larder_sdk::{Policy, Request, RequestDecision};
 struct MemoryHog;
 
 const MIB: usize = 1024 * 1024;
-/// One write per WebAssembly page (64 KiB) touches every page the guest grows by, without
-/// spending the call's time on page faults for every 4 KiB of host memory.
+/// One write per WebAssembly page (64 KiB): every page the guest grows by is touched.
 const WASM_PAGE: usize = 64 * 1024;
 
 impl Policy for MemoryHog {

@@ -1,0 +1,199 @@
+//! Plugins and routes change without a restart and without a failed request; a broken plugin
+//! file is refused with its reason and the previous version keeps serving.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use larder_tests::gateway::{Harness, StoreKind};
+use larder_tests::origin::OriginConfig;
+use larder_tests::{http, plugins};
+
+const CONFIG: &str = r#"
+[[route]]
+name = "repository"
+path = "/api/v1/repositories/{id}"
+plugin = "policy"
+"#;
+
+const PATH: &str = "/api/v1/repositories/1";
+
+fn with_policy(plugin: &'static str) -> impl FnOnce(&Path) {
+    move |dir: &Path| plugins::install(plugin, dir, "policy")
+}
+
+/// Replaces `policy.wasm` the way an editor or `cargo xtask` does: write aside, rename in place.
+fn replace_policy(h: &Harness, bytes: &[u8]) {
+    let tmp = h.plugin_dir().join(".policy.wasm.tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, h.plugin_dir().join("policy.wasm")).unwrap();
+}
+
+async fn policy_version(h: &Harness) -> serde_json::Value {
+    let plugins = http::get(&h.admin("/plugins")).await.json();
+    plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "policy")
+        .cloned()
+        .unwrap()
+}
+
+/// Polls until `check` holds for a fresh GET of `path`, or panics after 10 s.
+async fn eventually(h: &Harness, path: &str, what: &str, check: impl Fn(&http::Reply) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = h.get(path).await;
+        if check(&r) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: last Cache-Status {}",
+            r.cache_status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_plugin_file_takes_effect_without_a_restart() {
+    let h = Harness::with_routes(
+        CONFIG,
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        with_policy("analysis-policy"),
+    )
+    .await;
+    h.get(PATH).await;
+    assert!(h.get(PATH).await.is_hit());
+    let before = policy_version(&h).await;
+
+    // The panicking plugin replaces it: the watcher picks it up, requests fail open.
+    replace_policy(&h, &std::fs::read(plugins::path("panic")).unwrap());
+    eventually(&h, PATH, "the new plugin serves", |r| {
+        r.status == 200 && r.cache_status().contains("plugin-trap")
+    })
+    .await;
+    let after = policy_version(&h).await;
+    assert_ne!(before["version"], after["version"]);
+    assert_eq!(after["routes"], serde_json::json!(["repository"]));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_plugin_file_is_refused_and_the_previous_version_keeps_serving() {
+    let h = Harness::with_routes(
+        CONFIG,
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        with_policy("analysis-policy"),
+    )
+    .await;
+    h.get(PATH).await;
+    let good = policy_version(&h).await;
+    for (what, bytes) in [
+        ("an empty (just truncated) file", Vec::new()),
+        ("half a component", {
+            let b = std::fs::read(plugins::path("standard")).unwrap();
+            b[..b.len() / 2].to_vec()
+        }),
+        ("text", b"(component)".to_vec()),
+    ] {
+        replace_policy(&h, &bytes);
+        let reload = http::post(&h.admin("/plugins/reload")).await;
+        assert_eq!(reload.status, 200, "{what}: {}", reload.text());
+        let now = policy_version(&h).await;
+        assert_eq!(
+            now["version"], good["version"],
+            "{what}: the good version keeps serving"
+        );
+        let error = now["last_error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("not a valid WebAssembly component"),
+            "{what}: {error}"
+        );
+        assert!(h.get(PATH).await.is_hit(), "{what}");
+    }
+    let health = http::get(&h.admin("/health")).await.json();
+    assert_eq!(health["status"], "degraded");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_added_to_the_config_file_takes_effect() {
+    let h = Harness::with_routes(
+        CONFIG,
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        with_policy("analysis-policy"),
+    )
+    .await;
+    let insights = "/api/v1/insights";
+    assert!(h.get(insights).await.cache_status().contains("no-route"));
+    let mut text = std::fs::read_to_string(h.config_path()).unwrap();
+    text.push_str(
+        "\n[[route]]\nname = \"insights\"\npath = \"/api/v1/insights\"\nplugin = \"policy\"\n",
+    );
+    std::fs::write(h.config_path(), text).unwrap();
+    eventually(&h, insights, "the new route serves", |r| r.is_hit()).await;
+
+    // A broken config is refused; the running routes stay.
+    std::fs::write(h.config_path(), "[[route]]\nname = 1\n").unwrap();
+    let reload = http::post(&h.admin("/plugins/reload")).await;
+    assert_eq!(reload.status, 422);
+    assert!(
+        reload.text().contains("larder.toml:2:8"),
+        "{}",
+        reload.text()
+    );
+    assert!(h.get(insights).await.is_hit());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_fails_while_plugins_reload_under_load() {
+    let h = Arc::new(
+        Harness::with_routes(
+            CONFIG,
+            StoreKind::Memory,
+            OriginConfig::zero_delay(),
+            with_policy("analysis-policy"),
+        )
+        .await,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load: Vec<_> = (0..4)
+        .map(|i| {
+            let (h, stop, ok, failed) = (h.clone(), stop.clone(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = h.get(&format!("/api/v1/repositories/{}", i + 1)).await;
+                    if r.status == 200 {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let versions = [
+        std::fs::read(plugins::path("standard")).unwrap(),
+        std::fs::read(plugins::path("analysis-policy")).unwrap(),
+    ];
+    for i in 0..20 {
+        replace_policy(&h, &versions[i % 2]);
+        let reload = http::post(&h.admin("/plugins/reload")).await;
+        assert_eq!(reload.status, 200, "{}", reload.text());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    assert!(ok.load(Ordering::Relaxed) > 20);
+}

@@ -92,6 +92,8 @@ pub struct PluginsConfig {
     pub memory_limit: usize,
     /// Reload when a `.wasm` file in `dir` or the config file changes.
     pub watch: bool,
+    /// Where compiled plugin code is cached; `None` compiles on every load.
+    pub code_cache: Option<PathBuf>,
 }
 
 /// What to do when a route's plugin fails (traps, overruns its deadline, answers nonsense).
@@ -171,6 +173,7 @@ struct RawPlugins {
     deadline_ms: Option<u64>,
     memory_limit: Option<usize>,
     watch: Option<bool>,
+    code_cache: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -275,6 +278,11 @@ impl Config {
             ),
             memory_limit: raw.plugins.memory_limit.unwrap_or(defaults::MEMORY_LIMIT),
             watch: raw.plugins.watch.unwrap_or(true),
+            code_cache: match raw.plugins.code_cache.as_deref() {
+                None => Some(std::env::temp_dir().join("larder-code-cache")),
+                Some("") => None,
+                Some(dir) => Some(base.join(dir)),
+            },
         };
 
         let mut routes = Vec::with_capacity(raw.routes.len());

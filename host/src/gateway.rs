@@ -116,7 +116,7 @@ impl Gateway {
     /// Builds the gateway for `config`: plugins loaded and checked, store started. Fails with a
     /// message naming the file and line when a route's plugin is missing or broken.
     pub async fn new(config: Config) -> anyhow::Result<Arc<Self>> {
-        let engine = PluginEngine::new()?;
+        let engine = PluginEngine::with_code_cache(config.plugins.code_cache.as_deref())?;
         let config = Arc::new(config);
         let snapshot = Snapshot::build(config.clone(), &engine, None).await?;
         snapshot.check()?;

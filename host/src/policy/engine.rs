@@ -7,6 +7,7 @@ use larder_bindings::PolicyPluginPre;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
+use super::code_cache::CodeCache;
 use super::sandbox::{CallState, TICK};
 use super::{Plugin, PluginError};
 
@@ -15,10 +16,18 @@ use super::{Plugin, PluginError};
 pub struct PluginEngine {
     engine: Engine,
     linker: Arc<Linker<CallState>>,
+    cache: Option<CodeCache>,
 }
 
 impl PluginEngine {
+    /// An engine without a code cache: every load compiles.
     pub fn new() -> anyhow::Result<Self> {
+        Self::with_code_cache(None)
+    }
+
+    /// An engine that keeps compiled code in `cache_dir` (see [`CodeCache`]); an unusable
+    /// directory is logged and the engine compiles every time.
+    pub fn with_code_cache(cache_dir: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let mut config = Config::new();
         // (Calls are made with `call_async`, so a guest that runs long yields to tokio on an
         // epoch tick instead of blocking its worker thread; wasmtime 48 enables async support
@@ -50,9 +59,17 @@ impl PluginEngine {
                 }
             })?;
 
+        let cache = cache_dir.and_then(|dir| match CodeCache::open(dir, &engine) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), "no code cache: {e}");
+                None
+            }
+        });
         Ok(Self {
             engine,
             linker: Arc::new(linker),
+            cache,
         })
     }
 
@@ -60,11 +77,25 @@ impl PluginEngine {
     /// blocking thread, never from a tokio worker.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Plugin, PluginError> {
         let version = content_hash(bytes);
-        let component =
-            Component::from_binary(&self.engine, bytes).map_err(|e| PluginError::Compile {
-                plugin: name.to_owned(),
-                reason: format!("{e:#}"),
-            })?;
+        let component = match self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, bytes))
+        {
+            Some(cached) => cached,
+            None => {
+                let compiled = Component::from_binary(&self.engine, bytes).map_err(|e| {
+                    PluginError::Compile {
+                        plugin: name.to_owned(),
+                        reason: format!("{e:#}"),
+                    }
+                })?;
+                if let Some(cache) = &self.cache {
+                    cache.store(bytes, &compiled);
+                }
+                compiled
+            }
+        };
         let world = |e: wasmtime::Error| PluginError::World {
             plugin: name.to_owned(),
             reason: format!("{e:#}"),

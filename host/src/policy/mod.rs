@@ -1,5 +1,6 @@
 //! Phase 2 of a request: asking the route's policy plugin what to do.
 //!
+//! - [`code_cache`]: compiled code kept on disk, so unchanged plugins load without compiling.
 //! - [`engine`]: one wasmtime `Engine` and `Linker` for the process; compiling a plugin and
 //!   pre-instantiating it happen here, off the request path.
 //! - [`plugin`]: a loaded plugin and its three calls, each in a fresh sandboxed instance.
@@ -7,6 +8,7 @@
 //! - [`convert`]: the request as the policy sees it, and the checks on what it answers.
 //! - [`set`]: the plugins of one configuration, as a snapshot requests take at entry.
 
+pub mod code_cache;
 pub mod convert;
 pub mod devtool;
 pub mod engine;

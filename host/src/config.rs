@@ -64,6 +64,9 @@ pub struct ServerConfig {
     pub upstream: http::Uri,
     /// How long an upstream request may take before the client gets 504.
     pub upstream_timeout: Duration,
+    /// Bearer token of the admin API's mutating endpoints (`LARDER_ADMIN_TOKEN`); without one
+    /// they refuse. Only from the environment: secrets stay out of config files.
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -213,11 +216,12 @@ pub struct EnvOverrides {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
     pub plugin_dir: Option<String>,
+    pub admin_token: Option<String>,
 }
 
 impl EnvOverrides {
-    /// Reads `REDIS_URL`, `LARDER_UPSTREAM`, `LARDER_LISTEN`, `LARDER_ADMIN_LISTEN` and
-    /// `LARDER_PLUGIN_DIR`; empty values count as unset.
+    /// Reads `REDIS_URL`, `LARDER_UPSTREAM`, `LARDER_LISTEN`, `LARDER_ADMIN_LISTEN`,
+    /// `LARDER_PLUGIN_DIR` and `LARDER_ADMIN_TOKEN`; empty values count as unset.
     pub fn from_env() -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         Self {
@@ -226,6 +230,7 @@ impl EnvOverrides {
             listen: var("LARDER_LISTEN"),
             admin_listen: var("LARDER_ADMIN_LISTEN"),
             plugin_dir: var("LARDER_PLUGIN_DIR"),
+            admin_token: var("LARDER_ADMIN_TOKEN"),
         }
     }
 }
@@ -259,6 +264,7 @@ impl Config {
                     .upstream_timeout_ms
                     .unwrap_or(defaults::UPSTREAM_TIMEOUT_MS),
             ),
+            admin_token: None,
         };
         let cache = CacheConfig {
             max_object_size: raw
@@ -351,6 +357,7 @@ impl Config {
         if let Some(dir) = &env.plugin_dir {
             self.plugins.dir = PathBuf::from(dir);
         }
+        self.server.admin_token = env.admin_token.clone();
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use crate::gateway::Gateway;
 
 /// How long the watched directories must be quiet before a reload starts.
-pub const QUIET: Duration = Duration::from_millis(150);
+pub const QUIET: Duration = Duration::from_millis(100);
 
 /// Keeps the watch alive; dropping it stops watching.
 pub struct WatchGuard {

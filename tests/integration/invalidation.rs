@@ -155,3 +155,116 @@ async fn a_corrupt_entry_is_a_miss_and_is_deleted() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyze_through_one_gateway_invalidates_for_another_sharing_redis() {
+    let redis = RedisServer::start();
+    let a = Harness::demo(StoreKind::Redis(redis.url()), OriginConfig::zero_delay()).await;
+    let b = Harness::demo(StoreKind::Redis(redis.url()), OriginConfig::zero_delay()).await;
+    let path = "/api/v1/repositories/6";
+    a.get(path).await;
+    assert!(b.get(path).await.is_hit(), "B reads what A stored");
+
+    let analyze = http::post(&a.url("/api/v1/repositories/6/actions/analyze")).await;
+    assert_eq!(analyze.status, 200);
+    let after = b.get(path).await;
+    assert!(
+        !after.is_hit(),
+        "B must not serve what A's analyze invalidated"
+    );
+    assert_eq!(b.upstream_gets(path), 1);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_purge_is_exact_and_needs_the_token() {
+    let redis = RedisServer::start();
+    let h = Harness::demo(StoreKind::Redis(redis.url()), OriginConfig::zero_delay()).await;
+    let paths = [
+        "/api/v1/repositories/1",
+        "/api/v1/repositories/2",
+        "/api/v1/repositories/10",
+    ];
+    for p in paths {
+        h.get(p).await;
+    }
+    let body = serde_json::json!({ "tags": ["repo:1"] });
+
+    let anonymous = http::send("POST", &h.admin("/purge"), &[], &body.to_string()).await;
+    assert_eq!(anonymous.status, 401);
+    assert!(anonymous.header("www-authenticate").is_some());
+    let wrong = http::send(
+        "POST",
+        &h.admin("/purge"),
+        &[("authorization", "Bearer nope")],
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    assert!(
+        h.get(paths[0]).await.is_hit(),
+        "a refused purge purges nothing"
+    );
+
+    let purged = h.admin_post("/purge", &body).await;
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    assert_eq!(purged.json()["purged"]["tags"], 1);
+    assert!(!h.get(paths[0]).await.is_hit());
+    assert!(h.get(paths[1]).await.is_hit());
+    assert!(h.get(paths[2]).await.is_hit());
+
+    // By key prefix within a route: every view of repository 2 on that route.
+    let by_prefix =
+        serde_json::json!({ "prefixes": [{ "route": "repository", "parts": ["repo", "2"] }] });
+    assert_eq!(h.admin_post("/purge", &by_prefix).await.status, 200);
+    assert!(!h.get(paths[1]).await.is_hit());
+    assert!(h.get(paths[2]).await.is_hit());
+
+    let bad = h
+        .admin_post(
+            "/purge",
+            &serde_json::json!({ "keys": [{ "route": "nope", "parts": ["x"] }] }),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("no route named"), "{}", bad.text());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_configured_token_purge_refuses_and_says_how_to_set_one() {
+    let h = Harness::demo_with_env(StoreKind::Memory, OriginConfig::zero_delay(), |env| {
+        env.admin_token = None
+    })
+    .await;
+    let r = h
+        .admin_post("/purge", &serde_json::json!({ "tags": ["repo:1"] }))
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("LARDER_ADMIN_TOKEN"), "{}", r.text());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warming_fetches_through_the_cache() {
+    let h = Harness::demo(StoreKind::Memory, OriginConfig::zero_delay()).await;
+    let paths: Vec<String> = (1..=8)
+        .map(|i| format!("/api/v1/repositories/{i}"))
+        .collect();
+    let r = h
+        .admin_post(
+            "/warm",
+            &serde_json::json!({ "paths": paths, "concurrency": 3 }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let results = r.json()["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 8);
+    assert!(results.iter().all(|x| x["status"] == 200));
+    for p in &paths {
+        assert!(h.get(p).await.is_hit(), "{p} was warmed");
+        assert_eq!(h.upstream_gets(p), 1);
+    }
+    h.stop().await;
+}

@@ -23,6 +23,9 @@ pub struct Harness {
     dir: tempfile::TempDir,
 }
 
+/// The admin token every test gateway is started with (`LARDER_ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
 fn demo_config() -> String {
     std::fs::read_to_string(plugins::workspace_root().join("larder.toml")).expect("larder.toml")
 }
@@ -38,6 +41,24 @@ impl Harness {
     /// a fresh stand-in backend.
     pub async fn demo(store: StoreKind, origin: OriginConfig) -> Harness {
         Self::start(&demo_config(), store, origin, install_example_plugins, true).await
+    }
+
+    /// Like [`Harness::demo`], with the environment overrides changed by `tweak` (e.g. no admin
+    /// token).
+    pub async fn demo_with_env(
+        store: StoreKind,
+        origin: OriginConfig,
+        tweak: impl FnOnce(&mut EnvOverrides),
+    ) -> Harness {
+        Self::start_with(
+            &demo_config(),
+            store,
+            origin,
+            install_example_plugins,
+            true,
+            tweak,
+        )
+        .await
     }
 
     /// Like [`Harness::demo`], but does not wait for the store to come up (for tests of a
@@ -73,6 +94,17 @@ impl Harness {
         install: impl FnOnce(&Path),
         wait: bool,
     ) -> Harness {
+        Self::start_with(config, store, origin, install, wait, |_| {}).await
+    }
+
+    async fn start_with(
+        config: &str,
+        store: StoreKind,
+        origin: OriginConfig,
+        install: impl FnOnce(&Path),
+        wait: bool,
+        tweak: impl FnOnce(&mut EnvOverrides),
+    ) -> Harness {
         init_logs();
         let origin = Origin::start(origin).await.expect("start origin");
         let dir = tempfile::tempdir().expect("temp dir");
@@ -91,13 +123,15 @@ impl Harness {
         };
         let config_path = dir.path().join("larder.toml");
         std::fs::write(&config_path, &text).unwrap();
-        let env = EnvOverrides {
+        let mut env = EnvOverrides {
             redis_url,
             upstream: Some(origin.url()),
             listen: Some("127.0.0.1:0".into()),
             admin_listen: Some("127.0.0.1:0".into()),
             plugin_dir: Some(plugin_dir.display().to_string()),
+            admin_token: Some(ADMIN_TOKEN.into()),
         };
+        tweak(&mut env);
         let config = Config::load(&config_path, &env).expect("test config is valid");
         let gateway = larder::start(config).await.expect("gateway starts");
         let harness = Harness {
@@ -149,6 +183,21 @@ impl Harness {
     /// Upstream requests for `GET path` so far.
     pub fn upstream_gets(&self, path: &str) -> u64 {
         self.origin.count("GET", path)
+    }
+
+    /// `POST` to the admin API with the admin token and a JSON body.
+    pub async fn admin_post(&self, path: &str, body: &serde_json::Value) -> http::Reply {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        http::send(
+            "POST",
+            &self.admin(path),
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            &body.to_string(),
+        )
+        .await
     }
 
     pub async fn stop(self) {

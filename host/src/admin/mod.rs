@@ -1,4 +1,7 @@
-//! The admin listener: health, plugins, reload. Bind it to loopback or a private network.
+//! The admin listener: health, plugins, reload, purge, warm. Bind it to loopback or a private
+//! network; `/purge` and `/warm` also need the admin token.
+
+mod purge;
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -18,6 +21,8 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .route("/health", get(health))
         .route("/plugins", get(plugins))
         .route("/plugins/reload", post(reload))
+        .route("/purge", post(purge::purge))
+        .route("/warm", post(purge::warm))
         .with_state(gw)
 }
 

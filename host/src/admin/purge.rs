@@ -1,0 +1,236 @@
+//! `POST /purge` and `POST /warm`: invalidation and cache warming by an operator.
+//!
+//! Both are mutating, so both need the admin token (`Authorization: Bearer $LARDER_ADMIN_TOKEN`);
+//! without a token configured they refuse and say how to set one.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use larder_bindings::types::{Invalidation, InvalidationTarget, KeyRef};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::gateway::Gateway;
+
+/// A JSON error with its status.
+fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut r = (status, Json(json!({ "error": message.into() }))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer realm=\"larder-admin\""),
+        );
+    }
+    r
+}
+
+/// Checks the bearer token in constant time.
+fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
+    let snapshot = gw.snapshot();
+    let Some(expected) = snapshot.config.server.admin_token.as_deref() else {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "the admin API's mutating endpoints are disabled: set LARDER_ADMIN_TOKEN in the gateway's environment and send it as `Authorization: Bearer <token>`",
+        ));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token (`Authorization: Bearer <LARDER_ADMIN_TOKEN>`)",
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    keys: Vec<RouteParts>,
+    #[serde(default)]
+    prefixes: Vec<RouteParts>,
+    /// Mark stale instead of removing.
+    #[serde(default)]
+    soft: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteParts {
+    route: String,
+    parts: Vec<String>,
+}
+
+pub async fn purge(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Result<Json<PurgeRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Err(r) = authorize(&gw, &headers) {
+        return r;
+    }
+    let req = match body {
+        Ok(Json(req)) => req,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "bad purge request: {}; expected {{\"tags\": [..], \"keys\": [{{\"route\": .., \"parts\": [..]}}], \"prefixes\": [..], \"soft\": false}}",
+                    e.body_text()
+                ),
+            );
+        }
+    };
+    let snapshot = gw.snapshot();
+    for rp in req.keys.iter().chain(&req.prefixes) {
+        if !snapshot
+            .routes
+            .routes()
+            .iter()
+            .any(|r| r.config.name == rp.route)
+        {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("no route named {:?}", rp.route),
+            );
+        }
+        if rp.parts.is_empty() {
+            return refuse(StatusCode::BAD_REQUEST, "key parts must not be empty");
+        }
+    }
+    if req.tags.is_empty() && req.keys.is_empty() && req.prefixes.is_empty() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "nothing to purge: give tags, keys or prefixes",
+        );
+    }
+    let key_ref = |rp: &RouteParts| KeyRef {
+        route: Some(rp.route.clone()),
+        parts: rp.parts.clone(),
+    };
+    let list: Vec<Invalidation> = req
+        .tags
+        .iter()
+        .map(|t| InvalidationTarget::Tag(t.clone()))
+        .chain(req.keys.iter().map(|k| InvalidationTarget::Key(key_ref(k))))
+        .chain(
+            req.prefixes
+                .iter()
+                .map(|k| InvalidationTarget::Prefix(key_ref(k))),
+        )
+        .map(|target| Invalidation {
+            target,
+            soft: req.soft,
+        })
+        .collect();
+    // The route only matters for keys and prefixes, which all name theirs.
+    match crate::proxy::invalidate::apply(&gw, &snapshot, "", &list).await {
+        Ok(generations) => {
+            tracing::info!(
+                tags = req.tags.len(),
+                keys = req.keys.len(),
+                prefixes = req.prefixes.len(),
+                soft = req.soft,
+                "purged by the admin API"
+            );
+            Json(json!({
+                "purged": { "tags": req.tags.len(), "keys": req.keys.len(), "prefixes": req.prefixes.len() },
+                "generations_changed": generations,
+                "soft": req.soft,
+            }))
+            .into_response()
+        }
+        Err(e) => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store did not take the purge: {e}; nothing was purged, try again"),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmRequest {
+    paths: Vec<String>,
+    /// Requests in flight at once (default 4, at most 32).
+    concurrency: Option<usize>,
+}
+
+/// Fetches `paths` through the cache, as a client would, so they are stored before users ask.
+pub async fn warm(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Result<Json<WarmRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Err(r) = authorize(&gw, &headers) {
+        return r;
+    }
+    let req = match body {
+        Ok(Json(req)) => req,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "bad warm request: {}; expected {{\"paths\": [\"/..\"], \"concurrency\": n}}",
+                    e.body_text()
+                ),
+            );
+        }
+    };
+    if req.paths.len() > 10_000 {
+        return refuse(StatusCode::BAD_REQUEST, "at most 10000 paths per call");
+    }
+    if let Some(bad) = req
+        .paths
+        .iter()
+        .find(|p| !p.starts_with('/') || p.parse::<axum::http::Uri>().is_err())
+    {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!("{bad:?} is not an absolute path"),
+        );
+    }
+    let concurrency = req.concurrency.unwrap_or(4).clamp(1, 32);
+    let results: Vec<serde_json::Value> = futures_util::stream::iter(req.paths)
+        .map(|path| {
+            let gw = gw.clone();
+            async move {
+                let request = axum::http::Request::get(path.as_str())
+                    .header("x-larder-warm", "1")
+                    .body(axum::body::Body::empty())
+                    .expect("a checked path builds a request");
+                let response = crate::proxy::handle(gw, request).await;
+                let status = response.status().as_u16();
+                let cache_status = response
+                    .headers()
+                    .get("cache-status")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                // Drain the body so the fill completes exactly as for a client.
+                let _ = axum::body::to_bytes(response.into_body(), usize::MAX).await;
+                json!({ "path": path, "status": status, "cache_status": cache_status })
+            }
+        })
+        .buffered(concurrency)
+        .collect()
+        .await;
+    Json(json!({ "results": results })).into_response()
+}

@@ -28,11 +28,11 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
     r
 }
 
-/// Checks the bearer token in constant time.
-fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks the bearer token in constant time; the error is the refusal's status and message.
+fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
     let snapshot = gw.snapshot();
     let Some(expected) = snapshot.config.server.admin_token.as_deref() else {
-        return Err(refuse(
+        return Err((
             StatusCode::FORBIDDEN,
             "the admin API's mutating endpoints are disabled: set LARDER_ADMIN_TOKEN in the gateway's environment and send it as `Authorization: Bearer <token>`",
         ));
@@ -51,7 +51,7 @@ fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
     if same {
         Ok(())
     } else {
-        Err(refuse(
+        Err((
             StatusCode::UNAUTHORIZED,
             "missing or wrong admin token (`Authorization: Bearer <LARDER_ADMIN_TOKEN>`)",
         ))
@@ -84,8 +84,8 @@ pub async fn purge(
     headers: HeaderMap,
     body: Result<Json<PurgeRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&gw, &headers) {
-        return r;
+    if let Err((status, message)) = authorize(&gw, &headers) {
+        return refuse(status, message);
     }
     let req = match body {
         Ok(Json(req)) => req,
@@ -179,8 +179,8 @@ pub async fn warm(
     headers: HeaderMap,
     body: Result<Json<WarmRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&gw, &headers) {
-        return r;
+    if let Err((status, message)) = authorize(&gw, &headers) {
+        return refuse(status, message);
     }
     let req = match body {
         Ok(Json(req)) => req,

@@ -268,3 +268,21 @@ async fn warming_fetches_through_the_cache() {
     }
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_origins_surrogate_keys_tag_entries_for_the_standard_policy() {
+    let h = Harness::demo(StoreKind::Memory, OriginConfig::zero_delay()).await;
+    let tagged = "/api/v1/echo?cache_control=max-age%3D60&surrogate_key=team-a%20docs&body=1";
+    let other = "/api/v1/echo?cache_control=max-age%3D60&surrogate_key=team-b&body=2";
+    for p in [tagged, other] {
+        h.get(p).await;
+        assert!(h.get(p).await.is_hit());
+    }
+    let purge = h
+        .admin_post("/purge", &serde_json::json!({ "tags": ["docs"] }))
+        .await;
+    assert_eq!(purge.status, 200);
+    assert!(!h.get(tagged).await.is_hit());
+    assert!(h.get(other).await.is_hit());
+    h.stop().await;
+}

@@ -7,14 +7,16 @@
 //!   header: the origin's `Vary` is the host's business.
 //! - **Response**: [`larder_sdk::follow_origin`]: stored only with explicit freshness from the
 //!   origin, never with `no-store`, `private`, `no-cache` or `Set-Cookie`; see
-//!   [`larder_sdk::freshness`].
+//!   [`larder_sdk::freshness`]. The origin's `Surrogate-Key` tags become the entry's tags.
 //! - **Invalidation** (RFC 9111 section 4.4): after a successful unsafe request, the target
 //!   URI's entry on the same route, plus the entries of the URIs in `Location` and
 //!   `Content-Location` when they are on the same host.
 //!
 //! See `README.md` for how to build and load it.
 
-use larder_sdk::{CacheKey, Invalidation, KeyRef, Policy, Request, RequestDecision, Response};
+use larder_sdk::{
+    CacheKey, Invalidation, KeyRef, Policy, Request, RequestDecision, Response, ResponseDecision,
+};
 
 /// The standard HTTP caching policy.
 pub struct Standard;
@@ -33,7 +35,24 @@ impl Policy for Standard {
         RequestDecision::lookup(CacheKey::new([req.path.as_str(), req.query_or_empty()]))
     }
 
-    // `on_response` keeps the SDK default, `follow_origin`.
+    /// The SDK default, `follow_origin`, plus the origin's surrogate keys: the space-separated
+    /// tags of `Surrogate-Key` become the entry's tags, so the origin (or an operator with
+    /// `POST /purge`) can invalidate by them.
+    fn on_response(req: &Request, resp: &Response) -> ResponseDecision {
+        let decision = larder_sdk::follow_origin(req, resp);
+        let tags: Vec<String> = resp
+            .header_values("surrogate-key")
+            .flat_map(str::split_ascii_whitespace)
+            .filter(|t| t.len() <= 256)
+            .take(32)
+            .map(str::to_owned)
+            .collect();
+        if tags.is_empty() {
+            decision
+        } else {
+            decision.with_tags(tags)
+        }
+    }
 
     fn on_invalidate(req: &Request, resp: &Response) -> Vec<Invalidation> {
         let mut keys: Vec<(String, String)> = Vec::new();

@@ -307,6 +307,7 @@ struct EchoParams {
     etag: Option<String>,
     last_modified: Option<String>,
     set_cookie: Option<String>,
+    surrogate_key: Option<String>,
     body: Option<String>,
     delay_ms: Option<u64>,
 }
@@ -332,6 +333,10 @@ async fn echo(
         (header::ETAG, &params.etag),
         (header::LAST_MODIFIED, &params.last_modified),
         (header::SET_COOKIE, &params.set_cookie),
+        (
+            HeaderName::from_static("surrogate-key"),
+            &params.surrogate_key,
+        ),
     ] {
         if let Some(value) = value {
             headers.insert(name.clone(), header_value(&name, value)?);

@@ -29,11 +29,10 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use larder_bindings::types::{CacheKey, RequestDecision, ResponseDecision, StoreDirective};
 
-use crate::config::FailMode;
+use crate::config::{FailMode, RouteConfig};
 use crate::gateway::{Gateway, Snapshot};
 use crate::policy::sandbox::Limits;
 use crate::policy::{Plugin, PluginError, convert};
-use crate::routes::RouteMatch;
 use crate::store::key::tag_id;
 use crate::store::{
     Entry, EntryMeta, NewEntry, ObjectKey, Standing, Storage, StoreOutcome, now_ms,
@@ -49,8 +48,8 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Body>) -> Response<Body> {
     let request_id = gw.request_id();
     let (parts, body) = req.into_parts();
     let mut cx = Exchange {
-        gw: &gw,
-        snapshot: &snapshot,
+        gw,
+        snapshot,
         request_id,
         parts,
     };
@@ -71,19 +70,59 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Body>) -> Response<Body> {
     response
 }
 
-/// One request's trip through the phases.
-struct Exchange<'a> {
-    gw: &'a Gateway,
-    snapshot: &'a Snapshot,
+/// One request's trip through the phases. It owns its handles on the gateway and the snapshot,
+/// so a background refresh can carry on with the same snapshot after the client has its answer.
+struct Exchange {
+    gw: Arc<Gateway>,
+    snapshot: Arc<Snapshot>,
     request_id: u64,
     parts: http::request::Parts,
 }
 
-impl Exchange<'_> {
+/// The route's policy, as the fill needs it.
+struct PolicyCall<'a> {
+    route: &'a RouteConfig,
+    plugin: &'a Arc<Plugin>,
+    limits: Limits,
+    req: &'a larder_bindings::types::Request,
+}
+
+/// Why a stale entry is served.
+#[derive(Clone, Copy)]
+enum StaleReason {
+    WhileRevalidate,
+    SoftPurged,
+    IfError,
+}
+
+impl StaleReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            StaleReason::WhileRevalidate => "stale-while-revalidate",
+            StaleReason::SoftPurged => "soft-purged",
+            StaleReason::IfError => "stale-if-error",
+        }
+    }
+}
+
+/// A usable entry that is not fresh: expired, or soft-purged.
+struct Stale {
+    entry: Entry,
+    /// Seconds past its freshness (0 for a soft-purged entry that was still fresh).
+    past: u64,
+}
+
+impl Stale {
+    fn within(&self, window: u32) -> bool {
+        window > 0 && self.past <= u64::from(window)
+    }
+}
+
+impl Exchange {
     async fn run(&mut self, body: Body) -> Response<Body> {
-        let default_timeout = self.snapshot.config.server.upstream_timeout;
-        let Some(matched) = self
-            .snapshot
+        let snapshot = self.snapshot.clone();
+        let default_timeout = snapshot.config.server.upstream_timeout;
+        let Some(matched) = snapshot
             .routes
             .find(&self.parts.method, self.parts.uri.path())
         else {
@@ -93,27 +132,31 @@ impl Exchange<'_> {
         let route = &matched.route.config;
         let limits = Limits {
             deadline: route.deadline,
-            memory: self.snapshot.config.plugins.memory_limit,
+            memory: snapshot.config.plugins.memory_limit,
         };
-        let Some(plugin) = self.snapshot.plugins.get(&route.plugin) else {
+        let Some(plugin) = snapshot.plugins.get(&route.plugin) else {
             let e = PluginError::NotLoaded {
                 plugin: route.plugin.clone(),
             };
-            return self.plugin_failed(e, None, &matched, body).await;
+            return self.plugin_failed(e, None, route, body).await;
         };
         let policy_req = convert::request(&self.parts, &matched);
+        let policy = PolicyCall {
+            route,
+            plugin,
+            limits,
+            req: &policy_req,
+        };
 
         if is_unsafe(&self.parts.method) {
-            return self
-                .write_through(&matched, plugin, limits, &policy_req, body)
-                .await;
+            return self.write_through(&policy, body).await;
         }
 
         let key = match plugin
             .on_request(self.request_id, limits, &policy_req)
             .await
         {
-            Err(e) => return self.plugin_failed(e, Some(plugin), &matched, body).await,
+            Err(e) => return self.plugin_failed(e, Some(plugin), route, body).await,
             Ok(RequestDecision::Pass(reason)) => {
                 let status = CacheStatus::forward(Forward::Bypass).detail(&reason);
                 return self
@@ -132,33 +175,39 @@ impl Exchange<'_> {
         };
         let object = self.object_key(&route.name, &key);
 
-        let mut forward = Forward::Miss;
-        let mut detail = None;
+        let mut status = CacheStatus::forward(Forward::Miss);
+        let mut stale = None;
         match self.gw.store.lookup(&object).await {
             Ok(Some(found)) => {
                 let now = now_ms();
-                if found.standing == Standing::Current && found.entry.meta.ttl_left(now) > 0 {
-                    return self.serve_hit(found.entry, now);
+                let ttl_left = found.entry.meta.ttl_left(now);
+                let soft_purged = found.standing == Standing::SoftPurged;
+                if !soft_purged && ttl_left > 0 {
+                    return self.serve_hit(found.entry, now, None);
                 }
-                forward = Forward::Stale;
+                let candidate = Stale {
+                    past: u64::try_from(-ttl_left).unwrap_or(0),
+                    entry: found.entry,
+                };
+                if candidate.within(candidate.entry.meta.stale_while_revalidate) {
+                    self.refresh_in_background(&policy, object);
+                    let reason = if soft_purged {
+                        StaleReason::SoftPurged
+                    } else {
+                        StaleReason::WhileRevalidate
+                    };
+                    return self.serve_hit(candidate.entry, now, Some(reason));
+                }
+                status = CacheStatus::forward(Forward::Stale);
+                stale = Some(candidate);
             }
             Ok(None) => {}
             Err(e) => {
                 tracing::debug!(request_id = self.request_id, error = %e, "lookup failed; treating as a miss");
-                detail = Some("store-unavailable");
+                status = status.detail("store-unavailable");
             }
         }
-        self.fill(
-            &matched,
-            plugin,
-            limits,
-            &policy_req,
-            object,
-            forward,
-            detail,
-            body,
-        )
-        .await
+        self.fill(&policy, object, status, stale, body).await
     }
 
     fn object_key(&self, route: &str, key: &CacheKey) -> ObjectKey {
@@ -185,7 +234,8 @@ impl Exchange<'_> {
         ObjectKey::derive(route, &key.parts, &vary)
     }
 
-    fn serve_hit(&self, entry: Entry, now: u64) -> Response<Body> {
+    /// Answers from a stored entry: fresh, or stale for `stale`'s reason.
+    fn serve_hit(&self, entry: Entry, now: u64, stale: Option<StaleReason>) -> Response<Body> {
         let ttl = entry.meta.ttl_left(now);
         let age = entry.meta.age(now);
         let body = if self.parts.method == Method::HEAD {
@@ -196,29 +246,88 @@ impl Exchange<'_> {
         let mut response = Response::new(body);
         *response.status_mut() = entry.status;
         *response.headers_mut() = entry.headers;
-        finish(&mut response, &CacheStatus::hit(ttl), Some(age));
+        let status = match stale {
+            None => CacheStatus::hit(ttl),
+            // A stale answer never claims freshness left.
+            Some(reason) => CacheStatus::hit(ttl.min(0)).detail(reason.as_str()),
+        };
+        finish(&mut response, &status, Some(age));
         response
     }
 
-    /// The miss path: upstream, policy, store, respond.
-    #[allow(clippy::too_many_arguments)]
+    /// Refreshes `object` from the upstream after the client got its stale answer; at most one
+    /// refresh per entry is in flight, however many clients are served stale meanwhile.
+    fn refresh_in_background(&self, policy: &PolicyCall<'_>, object: ObjectKey) {
+        let Some(guard) = RefreshGuard::claim(&self.gw, &object) else {
+            return;
+        };
+        let mut builder = Request::builder()
+            .method(Method::GET)
+            .uri(self.parts.uri.clone())
+            .version(self.parts.version);
+        if let Some(headers) = builder.headers_mut() {
+            *headers = self.parts.headers.clone();
+        }
+        let (parts, _) = builder
+            .body(())
+            .expect("parts of a valid request make a valid request")
+            .into_parts();
+        let cx = Exchange {
+            gw: self.gw.clone(),
+            snapshot: self.snapshot.clone(),
+            request_id: self.gw.request_id(),
+            parts,
+        };
+        let (route_name, plugin, limits, req) = (
+            policy.route.name.clone(),
+            policy.plugin.clone(),
+            policy.limits,
+            policy.req.clone(),
+        );
+        tokio::spawn(async move {
+            let _guard = guard;
+            let Some(route) = cx
+                .snapshot
+                .routes
+                .routes()
+                .iter()
+                .find(|r| r.config.name == route_name)
+            else {
+                return;
+            };
+            let policy = PolicyCall {
+                route: &route.config,
+                plugin: &plugin,
+                limits,
+                req: &req,
+            };
+            let status = CacheStatus::forward(Forward::Stale).detail("background-refresh");
+            let response = cx.fill(&policy, object, status, None, Body::empty()).await;
+            tracing::debug!(
+                request_id = cx.request_id,
+                status = response.status().as_u16(),
+                "background refresh done"
+            );
+        });
+    }
+
+    /// The miss path: upstream, policy, store, respond. `stale` is served instead if the
+    /// upstream fails within the entry's stale-if-error window.
     async fn fill(
         &self,
-        matched: &RouteMatch<'_>,
-        plugin: &Plugin,
-        limits: Limits,
-        policy_req: &larder_bindings::types::Request,
+        policy: &PolicyCall<'_>,
         object: ObjectKey,
-        forward: Forward,
-        detail: Option<&str>,
+        status: CacheStatus,
+        stale: Option<Stale>,
         body: Body,
     ) -> Response<Body> {
-        let route = &matched.route.config;
+        let route = policy.route;
         let fill_started_us = crate::store::tags::now_us();
-        let mut status = CacheStatus::forward(forward);
-        if let Some(d) = detail {
-            status = status.detail(d);
-        }
+        let serve_stale = |stale: Option<Stale>| {
+            stale
+                .filter(|s| s.within(s.entry.meta.stale_if_error))
+                .map(|s| self.serve_hit(s.entry, now_ms(), Some(StaleReason::IfError)))
+        };
         let upstream = match self
             .gw
             .upstream
@@ -226,9 +335,19 @@ impl Exchange<'_> {
             .await
         {
             Ok(r) => r,
-            Err(e) => return upstream_failed(&e, status),
+            Err(e) => {
+                return match serve_stale(stale) {
+                    Some(r) => r,
+                    None => upstream_failed(&e, status),
+                };
+            }
         };
         let (mut rparts, rbody) = upstream.into_parts();
+        if rparts.status.is_server_error()
+            && let Some(r) = serve_stale(stale)
+        {
+            return r;
+        }
         let status = status.fwd_status(rparts.status.as_u16());
         upstream::strip_hop_by_hop(&mut rparts.headers);
 
@@ -254,12 +373,13 @@ impl Exchange<'_> {
 
         let policy_resp =
             convert::response(rparts.status, &rparts.headers, Some(bytes.len() as u64));
-        let directive = match plugin
-            .on_response(self.request_id, limits, policy_req, &policy_resp)
+        let directive = match policy
+            .plugin
+            .on_response(self.request_id, policy.limits, policy.req, &policy_resp)
             .await
         {
             Err(e) => {
-                plugin.count_error();
+                policy.plugin.count_error();
                 self.log_plugin_error(&e, route.fail);
                 if route.fail == FailMode::Closed {
                     return plugin_closed(&e);
@@ -323,15 +443,8 @@ impl Exchange<'_> {
     }
 
     /// Unsafe methods: forward, then let the policy say what the write invalidated.
-    async fn write_through(
-        &self,
-        matched: &RouteMatch<'_>,
-        plugin: &Plugin,
-        limits: Limits,
-        policy_req: &larder_bindings::types::Request,
-        body: Body,
-    ) -> Response<Body> {
-        let route = &matched.route.config;
+    async fn write_through(&self, policy: &PolicyCall<'_>, body: Body) -> Response<Body> {
+        let route = policy.route;
         let status = CacheStatus::forward(Forward::Method);
         let upstream = match self
             .gw
@@ -351,18 +464,19 @@ impl Exchange<'_> {
                 &rparts.headers,
                 content_length(&rparts.headers),
             );
-            match plugin
-                .on_invalidate(self.request_id, limits, policy_req, &policy_resp)
+            match policy
+                .plugin
+                .on_invalidate(self.request_id, policy.limits, policy.req, &policy_resp)
                 .await
             {
                 Err(e) => {
-                    plugin.count_error();
+                    policy.plugin.count_error();
                     self.log_plugin_error(&e, route.fail);
                     status = status.detail(e.as_str());
                 }
                 Ok(list) if list.is_empty() => {}
                 Ok(list) => {
-                    match invalidate::apply(self.gw, self.snapshot, &route.name, &list).await {
+                    match invalidate::apply(&self.gw, &self.snapshot, &route.name, &list).await {
                         Ok(n) => {
                             tracing::debug!(request_id = self.request_id, tags = n, "invalidated");
                         }
@@ -398,11 +512,10 @@ impl Exchange<'_> {
     async fn plugin_failed(
         &self,
         e: PluginError,
-        plugin: Option<&Plugin>,
-        matched: &RouteMatch<'_>,
+        plugin: Option<&Arc<Plugin>>,
+        route: &RouteConfig,
         body: Body,
     ) -> Response<Body> {
-        let route = &matched.route.config;
         if let Some(p) = plugin {
             p.count_error();
         }
@@ -422,6 +535,27 @@ impl Exchange<'_> {
             fail = ?fail,
             "{e}"
         );
+    }
+}
+
+/// Marks an entry as being refreshed; the mark goes when the refresh ends, however it ends.
+struct RefreshGuard {
+    gw: Arc<Gateway>,
+    id: (String, crate::store::key::Digest),
+}
+
+impl RefreshGuard {
+    fn claim(gw: &Arc<Gateway>, object: &ObjectKey) -> Option<Self> {
+        let id = (object.route.clone(), object.digest);
+        gw.refreshing()
+            .insert(id.clone())
+            .then(|| Self { gw: gw.clone(), id })
+    }
+}
+
+impl Drop for RefreshGuard {
+    fn drop(&mut self) {
+        self.gw.refreshing().remove(&self.id);
     }
 }
 

@@ -105,7 +105,6 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
     let running = larder::start(config)
         .await
         .with_context(|| format!("cannot start with {}", path.display()))?;
-    larder::reload::watch_signals(running.gateway.clone());
     shutdown_signal().await;
     tracing::info!("shutting down: finishing requests in flight");
     running.stop().await;

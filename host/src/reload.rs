@@ -48,8 +48,10 @@ pub async fn reload(gw: &Gateway) -> anyhow::Result<ReloadReport> {
     Ok(report)
 }
 
-/// Reloads on `SIGHUP` (for file systems without change events, and for habit).
+/// Reloads on `SIGHUP` (for file systems without change events, and for habit). Holds the
+/// gateway weakly: a stopped gateway is freed, not kept alive by its signal handler.
 pub fn watch_signals(gw: Arc<Gateway>) {
+    let gw = Arc::downgrade(&gw);
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -58,6 +60,7 @@ pub fn watch_signals(gw: Arc<Gateway>) {
             return;
         };
         while hup.recv().await.is_some() {
+            let Some(gw) = gw.upgrade() else { return };
             tracing::info!("SIGHUP: reloading");
             if let Err(e) = reload(&gw).await {
                 tracing::error!("reload refused, still serving the previous configuration: {e:#}");

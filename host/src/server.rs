@@ -67,6 +67,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     } else {
         None
     };
+    // Before announcing: a SIGHUP that arrives before its handler would kill the process.
+    crate::reload::watch_signals(gateway.clone());
     tracing::info!(%addr, %admin_addr, "larder listening");
     Ok(Running {
         addr,

@@ -156,3 +156,66 @@ fn plugin_run_prints_the_decisions() {
         .collect();
     assert_eq!(tags, ["repo:42", "all-repos"], "{json}");
 }
+
+#[test]
+fn sighup_reloads_and_sigterm_stops_gracefully() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let plugin_dir = dir.path().join("plugins");
+    std::fs::create_dir(&plugin_dir).unwrap();
+    std::fs::copy(plugins::path("standard"), plugin_dir.join("standard.wasm")).unwrap();
+    let path = dir.path().join("larder.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[plugins]\ndir = \"plugins\"\nwatch = false\n\n[[route]]\nname = \"all\"\npath = \"/{*rest}\"\nplugin = \"standard\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_larder"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env_remove("REDIS_URL")
+        .env("LARDER_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(100))
+                && line.contains(needle)
+            {
+                return;
+            }
+        }
+        panic!("no log line containing {needle:?}");
+    };
+    wait_for("larder listening");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for("reloaded");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for("shutting down");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}

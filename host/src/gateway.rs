@@ -110,6 +110,8 @@ pub struct Gateway {
     next_request_id: AtomicU64,
     /// Serialises reloads; requests never take it.
     pub reload_lock: tokio::sync::Mutex<()>,
+    /// Fills in flight, for request coalescing.
+    pub coalescer: Arc<crate::proxy::coalesce::Coalescer>,
     /// Entries with a background refresh in flight (route, digest).
     refreshing: std::sync::Mutex<std::collections::HashSet<(String, crate::store::key::Digest)>>,
 }
@@ -143,6 +145,7 @@ impl Gateway {
             next_request_id: AtomicU64::new(1),
             reload_lock: tokio::sync::Mutex::new(()),
             refreshing: Default::default(),
+            coalescer: Default::default(),
         }))
     }
 

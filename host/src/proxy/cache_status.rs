@@ -38,6 +38,7 @@ pub struct CacheStatus {
     outcome: Result<i64, Forward>,
     fwd_status: Option<u16>,
     stored: bool,
+    collapsed: bool,
     detail: Option<String>,
 }
 
@@ -47,6 +48,7 @@ impl CacheStatus {
             outcome: Ok(ttl),
             fwd_status: None,
             stored: false,
+            collapsed: false,
             detail: None,
         }
     }
@@ -56,6 +58,7 @@ impl CacheStatus {
             outcome: Err(fwd),
             fwd_status: None,
             stored: false,
+            collapsed: false,
             detail: None,
         }
     }
@@ -67,6 +70,12 @@ impl CacheStatus {
 
     pub fn stored(mut self) -> Self {
         self.stored = true;
+        self
+    }
+
+    /// The request waited for another request's fill and got its response.
+    pub fn collapsed(mut self) -> Self {
+        self.collapsed = true;
         self
     }
 
@@ -96,6 +105,9 @@ impl CacheStatus {
         }
         if self.stored {
             text.push_str("; stored");
+        }
+        if self.collapsed {
+            text.push_str("; collapsed");
         }
         if let Some(detail) = &self.detail {
             text.push_str("; detail=\"");

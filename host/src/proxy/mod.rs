@@ -17,6 +17,7 @@
 
 pub mod body;
 pub mod cache_status;
+pub mod coalesce;
 pub mod invalidate;
 pub mod upstream;
 
@@ -39,6 +40,7 @@ use crate::store::{
 };
 use body::Buffered;
 use cache_status::{CacheStatus, Forward};
+use coalesce::{Role, Shared};
 use upstream::UpstreamError;
 
 /// Handles one client request.
@@ -207,7 +209,35 @@ impl Exchange {
                 status = status.detail("store-unavailable");
             }
         }
-        self.fill(&policy, object, status, stale, body).await
+        if self.parts.method == Method::GET {
+            match self.gw.coalescer.join(&object.route, object.digest) {
+                Role::Leader(leader) => {
+                    let fill = self.detached_fill(&policy, object, status, stale, body, move |f| {
+                        leader.publish(f.shareable())
+                    });
+                    return match fill.await {
+                        Ok(Some(filled)) => filled.into_response(),
+                        // The route vanished in a reload between lookup and fill (cannot
+                        // happen: the task uses this request's snapshot), or the task panicked.
+                        _ => error_response(
+                            StatusCode::BAD_GATEWAY,
+                            &CacheStatus::forward(Forward::Miss).detail("fill-failed"),
+                            "the fill for this request failed",
+                        ),
+                    };
+                }
+                Role::Follower(follower) => {
+                    let wait = tokio::time::timeout(route.upstream_timeout, follower.wait()).await;
+                    if let Ok(Some(shared)) = wait {
+                        return collapsed(&shared);
+                    }
+                    // Not shareable, or the wait ran out: upstream on our own.
+                }
+            }
+        }
+        self.fill(&policy, object, status, stale, body)
+            .await
+            .into_response()
     }
 
     fn object_key(&self, route: &str, key: &CacheKey) -> ObjectKey {
@@ -261,6 +291,23 @@ impl Exchange {
         let Some(guard) = RefreshGuard::claim(&self.gw, &object) else {
             return;
         };
+        let status = CacheStatus::forward(Forward::Stale).detail("background-refresh");
+        self.detached_fill(policy, object, status, None, Body::empty(), move |_| {
+            drop(guard)
+        });
+    }
+
+    /// Runs a fill in a task of its own, on an owned copy of this exchange (as a GET), so it
+    /// completes whatever happens to the client that caused it; `done` sees the result first.
+    fn detached_fill(
+        &self,
+        policy: &PolicyCall<'_>,
+        object: ObjectKey,
+        status: CacheStatus,
+        stale: Option<Stale>,
+        body: Body,
+        done: impl FnOnce(&Filled) + Send + 'static,
+    ) -> tokio::task::JoinHandle<Option<Filled>> {
         let mut builder = Request::builder()
             .method(Method::GET)
             .uri(self.parts.uri.clone())
@@ -275,7 +322,7 @@ impl Exchange {
         let cx = Exchange {
             gw: self.gw.clone(),
             snapshot: self.snapshot.clone(),
-            request_id: self.gw.request_id(),
+            request_id: self.request_id,
             parts,
         };
         let (route_name, plugin, limits, req) = (
@@ -285,30 +332,22 @@ impl Exchange {
             policy.req.clone(),
         );
         tokio::spawn(async move {
-            let _guard = guard;
-            let Some(route) = cx
+            let route = cx
                 .snapshot
                 .routes
                 .routes()
                 .iter()
-                .find(|r| r.config.name == route_name)
-            else {
-                return;
-            };
+                .find(|r| r.config.name == route_name)?;
             let policy = PolicyCall {
                 route: &route.config,
                 plugin: &plugin,
                 limits,
                 req: &req,
             };
-            let status = CacheStatus::forward(Forward::Stale).detail("background-refresh");
-            let response = cx.fill(&policy, object, status, None, Body::empty()).await;
-            tracing::debug!(
-                request_id = cx.request_id,
-                status = response.status().as_u16(),
-                "background refresh done"
-            );
-        });
+            let filled = cx.fill(&policy, object, status, stale, body).await;
+            done(&filled);
+            Some(filled)
+        })
     }
 
     /// The miss path: upstream, policy, store, respond. `stale` is served instead if the
@@ -320,13 +359,15 @@ impl Exchange {
         status: CacheStatus,
         stale: Option<Stale>,
         body: Body,
-    ) -> Response<Body> {
+    ) -> Filled {
         let route = policy.route;
         let fill_started_us = crate::store::tags::now_us();
         let serve_stale = |stale: Option<Stale>| {
             stale
                 .filter(|s| s.within(s.entry.meta.stale_if_error))
-                .map(|s| self.serve_hit(s.entry, now_ms(), Some(StaleReason::IfError)))
+                .map(|s| {
+                    Filled::Other(self.serve_hit(s.entry, now_ms(), Some(StaleReason::IfError)))
+                })
         };
         let upstream = match self
             .gw
@@ -336,10 +377,8 @@ impl Exchange {
         {
             Ok(r) => r,
             Err(e) => {
-                return match serve_stale(stale) {
-                    Some(r) => r,
-                    None => upstream_failed(&e, status),
-                };
+                return serve_stale(stale)
+                    .unwrap_or_else(|| Filled::Other(upstream_failed(&e, status)));
             }
         };
         let (mut rparts, rbody) = upstream.into_parts();
@@ -353,23 +392,29 @@ impl Exchange {
 
         let max = self.snapshot.config.cache.max_object_size;
         if self.parts.method == Method::HEAD {
-            return respond(rparts, Body::new(rbody), &status.detail("head"), None);
+            let status = status.detail("head");
+            return Filled::Other(respond(rparts, Body::new(rbody), &status, None));
         }
         if content_length(&rparts.headers).is_some_and(|n| n > max as u64) {
-            return respond(rparts, Body::new(rbody), &status.detail("too-large"), None);
+            let status = status.detail("too-large");
+            return Filled::Other(respond(rparts, Body::new(rbody), &status, None));
         }
-        let bytes = match tokio::time::timeout(route.upstream_timeout, body::buffer(rbody, max))
-            .await
-        {
-            Err(_) => {
-                return upstream_failed(&UpstreamError::Timeout(route.upstream_timeout), status);
-            }
-            Ok(Err(e)) => return upstream_failed(&UpstreamError::Body(e.to_string()), status),
-            Ok(Ok(Buffered::TooLarge(body))) => {
-                return respond(rparts, body, &status.detail("too-large"), None);
-            }
-            Ok(Ok(Buffered::Complete(bytes))) => bytes,
-        };
+        let bytes =
+            match tokio::time::timeout(route.upstream_timeout, body::buffer(rbody, max)).await {
+                Err(_) => {
+                    let e = UpstreamError::Timeout(route.upstream_timeout);
+                    return Filled::Other(upstream_failed(&e, status));
+                }
+                Ok(Err(e)) => {
+                    let e = UpstreamError::Body(e.to_string());
+                    return Filled::Other(upstream_failed(&e, status));
+                }
+                Ok(Ok(Buffered::TooLarge(body))) => {
+                    let status = status.detail("too-large");
+                    return Filled::Other(respond(rparts, body, &status, None));
+                }
+                Ok(Ok(Buffered::Complete(bytes))) => bytes,
+            };
 
         let policy_resp =
             convert::response(rparts.status, &rparts.headers, Some(bytes.len() as u64));
@@ -382,27 +427,29 @@ impl Exchange {
                 policy.plugin.count_error();
                 self.log_plugin_error(&e, route.fail);
                 if route.fail == FailMode::Closed {
-                    return plugin_closed(&e);
+                    return Filled::Other(plugin_closed(&e));
                 }
-                return respond(rparts, Body::from(bytes), &status.detail(e.as_str()), None);
+                return Filled::complete(rparts, bytes, status.detail(e.as_str()), None, false);
             }
             Ok(ResponseDecision::NoStore(reason)) => {
-                return respond(rparts, Body::from(bytes), &status.detail(&reason), None);
+                return Filled::complete(rparts, bytes, status.detail(&reason), None, false);
             }
             Ok(ResponseDecision::Store(d)) => d,
         };
 
         let (entry, age) =
             self.new_entry(&rparts, bytes.clone(), &object, fill_started_us, directive);
-        let status = match self.gw.store.store(&object, entry).await {
-            Ok(StoreOutcome::Stored) => status.stored(),
-            Ok(StoreOutcome::PurgedDuringFill) => status.detail("purged-during-fill"),
+        // Collapsed requests may share what the policy stored, even when the store itself
+        // failed; never what a purge overtook.
+        let (status, share) = match self.gw.store.store(&object, entry).await {
+            Ok(StoreOutcome::Stored) => (status.stored(), true),
+            Ok(StoreOutcome::PurgedDuringFill) => (status.detail("purged-during-fill"), false),
             Err(e) => {
                 tracing::debug!(request_id = self.request_id, error = %e, "store failed");
-                status.detail("store-unavailable")
+                (status.detail("store-unavailable"), true)
             }
         };
-        respond(rparts, Body::from(bytes), &status, Some(age))
+        Filled::complete(rparts, bytes, status, Some(age), share)
     }
 
     fn new_entry(
@@ -536,6 +583,75 @@ impl Exchange {
             "{e}"
         );
     }
+}
+
+/// What a fill produced.
+enum Filled {
+    /// Read whole; `share` when requests collapsed onto this fill may be given it.
+    Complete {
+        response: Arc<Shared>,
+        status: CacheStatus,
+        share: bool,
+    },
+    /// Streamed, an error, or a stale stand-in: for the requester alone.
+    Other(Response<Body>),
+}
+
+impl Filled {
+    fn complete(
+        parts: http::response::Parts,
+        body: Bytes,
+        status: CacheStatus,
+        age: Option<u64>,
+        share: bool,
+    ) -> Self {
+        Filled::Complete {
+            response: Arc::new(Shared {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+                age,
+            }),
+            status,
+            share,
+        }
+    }
+
+    fn shareable(&self) -> Option<Arc<Shared>> {
+        match self {
+            Filled::Complete {
+                response,
+                share: true,
+                ..
+            } => Some(response.clone()),
+            _ => None,
+        }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        match self {
+            Filled::Other(r) => r,
+            Filled::Complete {
+                response, status, ..
+            } => shared_response(&response, &status),
+        }
+    }
+}
+
+fn shared_response(shared: &Shared, status: &CacheStatus) -> Response<Body> {
+    let mut response = Response::new(Body::from(shared.body.clone()));
+    *response.status_mut() = shared.status;
+    *response.headers_mut() = shared.headers.clone();
+    finish(&mut response, status, shared.age);
+    response
+}
+
+/// The answer of a request that waited for another's fill.
+fn collapsed(shared: &Shared) -> Response<Body> {
+    let status = CacheStatus::forward(Forward::Miss)
+        .fwd_status(shared.status.as_u16())
+        .collapsed();
+    shared_response(shared, &status)
 }
 
 /// Marks an entry as being refreshed; the mark goes when the refresh ends, however it ends.

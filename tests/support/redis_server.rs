@@ -24,15 +24,32 @@ impl RedisServer {
     pub fn start_with(extra: &[&str]) -> Self {
         let mut server = Self {
             child: None,
-            port: crate::free_port(),
+            port: quiet_port(),
             dir: tempfile::tempdir().expect("temp dir"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
-        server.spawn();
-        server
+        // A port free a moment ago can be taken before redis-server binds it: try another.
+        for _ in 0..10 {
+            if server.try_spawn() {
+                return server;
+            }
+            server.port = quiet_port();
+        }
+        panic!("redis-server did not start on any of 10 ports");
     }
 
     fn spawn(&mut self) {
+        for _ in 0..10 {
+            if self.try_spawn() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("redis-server did not come back on port {}", self.port);
+    }
+
+    /// Starts redis-server on `self.port`; false when it exits at once (port taken).
+    fn try_spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -46,6 +63,14 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.answers() {
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited {
+                self.child = None;
+                return false;
+            }
             assert!(
                 Instant::now() < deadline,
                 "redis-server did not come up on {}",
@@ -53,6 +78,7 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        true
     }
 
     fn answers(&self) -> bool {
@@ -105,6 +131,29 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A free port below Linux's ephemeral range (32768-60999), so that the tests' own outgoing
+/// connections, which take ports from that range, cannot be holding it.
+fn quiet_port() -> u16 {
+    loop {
+        let port = 20_000 + (rand_u16() % 12_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn rand_u16() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish() as u16
 }
 
 /// Whether something accepts connections on `port`.

@@ -58,6 +58,24 @@ fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), (StatusCode, &'sta
     }
 }
 
+/// The request body of a mutating endpoint, once the caller is authorised and the JSON parsed;
+/// otherwise the refusal's status and message. `shape` shows a valid body in the 400 message.
+fn admit<T>(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+    what: &str,
+    shape: &str,
+) -> Result<T, (StatusCode, String)> {
+    authorize(gw, headers).map_err(|(status, message)| (status, message.to_owned()))?;
+    body.map(|Json(req)| req).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("bad {what} request: {}; expected {shape}", e.body_text()),
+        )
+    })
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeRequest {
@@ -84,20 +102,10 @@ pub async fn purge(
     headers: HeaderMap,
     body: Result<Json<PurgeRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err((status, message)) = authorize(&gw, &headers) {
-        return refuse(status, message);
-    }
-    let req = match body {
-        Ok(Json(req)) => req,
-        Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "bad purge request: {}; expected {{\"tags\": [..], \"keys\": [{{\"route\": .., \"parts\": [..]}}], \"prefixes\": [..], \"soft\": false}}",
-                    e.body_text()
-                ),
-            );
-        }
+    let shape = r#"{"tags": [..], "keys": [{"route": .., "parts": [..]}], "prefixes": [..], "soft": false}"#;
+    let req = match admit(&gw, &headers, body, "purge", shape) {
+        Ok(req) => req,
+        Err((status, message)) => return refuse(status, message),
     };
     let snapshot = gw.snapshot();
     for rp in req.keys.iter().chain(&req.prefixes) {
@@ -179,20 +187,10 @@ pub async fn warm(
     headers: HeaderMap,
     body: Result<Json<WarmRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err((status, message)) = authorize(&gw, &headers) {
-        return refuse(status, message);
-    }
-    let req = match body {
-        Ok(Json(req)) => req,
-        Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "bad warm request: {}; expected {{\"paths\": [\"/..\"], \"concurrency\": n}}",
-                    e.body_text()
-                ),
-            );
-        }
+    let shape = r#"{"paths": ["/.."], "concurrency": n}"#;
+    let req = match admit(&gw, &headers, body, "warm", shape) {
+        Ok(req) => req,
+        Err((status, message)) => return refuse(status, message),
     };
     if req.paths.len() > 10_000 {
         return refuse(StatusCode::BAD_REQUEST, "at most 10000 paths per call");

@@ -110,10 +110,8 @@ pub struct Gateway {
     next_request_id: AtomicU64,
     /// Serialises reloads; requests never take it.
     pub reload_lock: tokio::sync::Mutex<()>,
-    /// Fills in flight, for request coalescing.
+    /// Fills in flight (misses and background refreshes), for request coalescing.
     pub coalescer: Arc<crate::proxy::coalesce::Coalescer>,
-    /// Entries with a background refresh in flight (route, digest).
-    refreshing: std::sync::Mutex<std::collections::HashSet<(String, crate::store::key::Digest)>>,
 }
 
 impl Gateway {
@@ -144,7 +142,6 @@ impl Gateway {
             engine,
             next_request_id: AtomicU64::new(1),
             reload_lock: tokio::sync::Mutex::new(()),
-            refreshing: Default::default(),
             coalescer: Default::default(),
         }))
     }
@@ -157,15 +154,6 @@ impl Gateway {
     /// Publishes a new snapshot; requests already running keep theirs.
     pub fn publish(&self, snapshot: Snapshot) {
         self.snapshot.store(Arc::new(snapshot));
-    }
-
-    /// The set of entries being refreshed in the background. A std mutex: held for one set
-    /// operation, never across an await.
-    pub fn refreshing(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashSet<(String, crate::store::key::Digest)>>
-    {
-        self.refreshing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn request_id(&self) -> u64 {

@@ -217,8 +217,8 @@ impl Exchange {
                     });
                     return match fill.await {
                         Ok(Some(filled)) => filled.into_response(),
-                        // The route vanished in a reload between lookup and fill (cannot
-                        // happen: the task uses this request's snapshot), or the task panicked.
+                        // The fill task panicked. (Its route lookup cannot fail: the task
+                        // runs on this request's snapshot.)
                         _ => error_response(
                             StatusCode::BAD_GATEWAY,
                             &CacheStatus::forward(Forward::Miss).detail("fill-failed"),
@@ -285,15 +285,16 @@ impl Exchange {
         response
     }
 
-    /// Refreshes `object` from the upstream after the client got its stale answer; at most one
-    /// refresh per entry is in flight, however many clients are served stale meanwhile.
+    /// Refreshes `object` from the upstream after the client got its stale answer. The refresh
+    /// is an ordinary coalesced fill: while it (or any other fill of the entry) is in flight,
+    /// no second one starts, however many clients are served stale meanwhile.
     fn refresh_in_background(&self, policy: &PolicyCall<'_>, object: ObjectKey) {
-        let Some(guard) = RefreshGuard::claim(&self.gw, &object) else {
+        let Role::Leader(leader) = self.gw.coalescer.join(&object.route, object.digest) else {
             return;
         };
         let status = CacheStatus::forward(Forward::Stale).detail("background-refresh");
-        self.detached_fill(policy, object, status, None, Body::empty(), move |_| {
-            drop(guard)
+        self.detached_fill(policy, object, status, None, Body::empty(), move |f| {
+            leader.publish(f.shareable())
         });
     }
 
@@ -652,27 +653,6 @@ fn collapsed(shared: &Shared) -> Response<Body> {
         .fwd_status(shared.status.as_u16())
         .collapsed();
     shared_response(shared, &status)
-}
-
-/// Marks an entry as being refreshed; the mark goes when the refresh ends, however it ends.
-struct RefreshGuard {
-    gw: Arc<Gateway>,
-    id: (String, crate::store::key::Digest),
-}
-
-impl RefreshGuard {
-    fn claim(gw: &Arc<Gateway>, object: &ObjectKey) -> Option<Self> {
-        let id = (object.route.clone(), object.digest);
-        gw.refreshing()
-            .insert(id.clone())
-            .then(|| Self { gw: gw.clone(), id })
-    }
-}
-
-impl Drop for RefreshGuard {
-    fn drop(&mut self) {
-        self.gw.refreshing().remove(&self.id);
-    }
 }
 
 fn is_unsafe(method: &Method) -> bool {

@@ -66,3 +66,45 @@ async fn the_gateway_starts_and_serves_with_redis_down() {
     assert_eq!(h.upstream_gets(PATH), 3);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_costs_a_timeout_to_a_handful_of_requests_not_to_all() {
+    let redis = RedisServer::start();
+    let h = Harness::demo(StoreKind::Redis(redis.url()), OriginConfig::zero_delay()).await;
+    h.get(PATH).await;
+    assert!(h.get(PATH).await.is_hit());
+
+    redis.pause();
+    // The harness gives Redis operations 500 ms; a request that waits for one is slow.
+    let mut slow = 0;
+    let t = Instant::now();
+    for _ in 0..30 {
+        let started = Instant::now();
+        let r = h.get(PATH).await;
+        assert_eq!(r.status, 200, "{}", r.cache_status());
+        if started.elapsed() >= Duration::from_millis(400) {
+            slow += 1;
+        }
+    }
+    let windows = t.elapsed().as_millis() / 1000 + 1;
+    assert!(
+        slow as u128 <= windows,
+        "{slow} of 30 requests waited for the hung Redis in {windows} breaker windows"
+    );
+
+    redis.resume();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = h.get(PATH).await;
+        if r.is_hit() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "caching did not resume: {}",
+            r.cache_status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    h.stop().await;
+}

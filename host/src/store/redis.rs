@@ -26,7 +26,7 @@ use crate::config::RedisConfig;
 /// How long a purge marker outlives the purge when no entry extends it: fills in flight at the
 /// time of a purge must find the marker, and they rarely take more than minutes.
 const PURGE_MARKER_TTL_SECS: u64 = 86_400;
-/// How long Redis is skipped after a failure before it is tried again.
+/// How long Redis is skipped after a failure before one request probes it again.
 const BREAKER_OPEN_MS: u64 = 1_000;
 /// Extra life of a tag token beyond the entries that reference it.
 const TOKEN_MARGIN_SECS: u64 = 60;
@@ -52,7 +52,7 @@ struct Shared {
     prefix: String,
     timeout: Duration,
     conn: OnceLock<ConnectionManager>,
-    /// The breaker: Redis is skipped until this time (ms since the epoch).
+    /// The breaker: 0 when closed; else Redis is skipped until this time (ms since the epoch).
     open_until_ms: AtomicU64,
     /// Last error, for `/health` and for logging once per change.
     last_error: std::sync::Mutex<Option<String>>,
@@ -69,7 +69,8 @@ impl RedisStore {
             conn: OnceLock::new(),
             open_until_ms: AtomicU64::new(0),
             last_error: std::sync::Mutex::new(Some("connecting".into())),
-            failing: AtomicBool::new(false),
+            // Failing until the first answer: `/health` says "connecting" until then.
+            failing: AtomicBool::new(true),
         });
         let weak = Arc::downgrade(&shared);
         let connect_timeout = config.timeout.max(Duration::from_millis(500));
@@ -118,7 +119,7 @@ impl RedisStore {
             .conn
             .get()
             .ok_or(StoreError::Unavailable("not connected"))?;
-        if now_ms() < self.shared.open_until_ms.load(Ordering::Relaxed) {
+        if !self.shared.admit() {
             return Err(StoreError::Unavailable("breaker open after a failure"));
         }
         Ok(conn.clone())
@@ -163,13 +164,35 @@ impl Shared {
         *last = Some(msg);
     }
 
+    /// Called after every successful operation: while Redis is healthy it costs one relaxed
+    /// load, no write to a shared cache line.
     fn recovered(&self) {
-        if self.failing.swap(false, Ordering::Relaxed) {
-            tracing::info!("redis answering again; caching resumed");
-        }
-        if self.last_error.lock().map(|l| l.is_some()).unwrap_or(true) {
+        if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::Relaxed) {
+            self.open_until_ms.store(0, Ordering::Relaxed);
             *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            tracing::info!("redis answering; caching on");
         }
+    }
+
+    /// The breaker. Closed (0): every request uses Redis. Open: none does until the window
+    /// ends; then exactly one request probes (it wins the compare-exchange that opens the next
+    /// window), so a hung Redis costs one timeout per window, not one per request.
+    fn admit(&self) -> bool {
+        let until = self.open_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return true;
+        }
+        let now = now_ms();
+        now >= until
+            && self
+                .open_until_ms
+                .compare_exchange(
+                    until,
+                    now + BREAKER_OPEN_MS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
     }
 }
 

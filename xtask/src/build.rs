@@ -11,9 +11,8 @@ pub const WASM_TARGET: &str = "wasm32-wasip2";
 pub const WASM_TARGET_DIR: &str = "target/wasm";
 /// Example plugins, copied to `target/plugins/<name>.wasm` (the demo's plugin directory).
 pub const PLUGINS: &[&str] = &["analysis-policy", "standard"];
-/// Hostile plugins for the tests, copied to `target/test-plugins/<name>.wasm`.
-pub const TEST_PLUGINS: &[&str] = &["loop-forever", "memory-hog", "panic", "bad-key"];
-/// Every wasm package, for builds and lints.
+/// Every wasm package, for builds and lints (the hostile test plugins are used by the tests
+/// from `target/wasm`, see `tests/support/plugins.rs`).
 pub const ALL_PLUGINS: &[&str] = &[
     "larder-sdk",
     "analysis-policy",
@@ -45,7 +44,7 @@ pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds every plugin and copies them into `target/plugins` and `target/test-plugins`.
+/// Builds every plugin and copies the example plugins into `target/plugins`.
 pub fn plugins() -> anyhow::Result<PathBuf> {
     crate::setup::ensure_wasm_target()?;
     let mut args = vec![
@@ -62,18 +61,13 @@ pub fn plugins() -> anyhow::Result<PathBuf> {
     cargo(&args)?;
     let root = root();
     let out = root.join(WASM_TARGET_DIR).join(WASM_TARGET).join("release");
-    for (list, dir) in [
-        (PLUGINS, "target/plugins"),
-        (TEST_PLUGINS, "target/test-plugins"),
-    ] {
-        let dest = root.join(dir);
-        std::fs::create_dir_all(&dest)?;
-        for name in list {
-            let built = out.join(format!("{}.wasm", name.replace('-', "_")));
-            install(&built, &dest.join(format!("{name}.wasm")))?;
-        }
+    let dest = root.join("target/plugins");
+    std::fs::create_dir_all(&dest)?;
+    for name in PLUGINS {
+        let built = out.join(format!("{}.wasm", name.replace('-', "_")));
+        install(&built, &dest.join(format!("{name}.wasm")))?;
     }
-    Ok(root.join("target/plugins"))
+    Ok(dest)
 }
 
 /// Copies `from` to `to` through a temporary file and a rename, so a gateway watching the

@@ -212,9 +212,10 @@ impl Exchange {
         if self.parts.method == Method::GET {
             match self.gw.coalescer.join(&object.route, object.digest) {
                 Role::Leader(leader) => {
-                    let fill = self.detached_fill(&policy, object, status, stale, body, move |f| {
-                        leader.publish(f.shareable())
-                    });
+                    let fill =
+                        self.detached_fill(&policy, object, status, stale, body, false, move |f| {
+                            leader.publish(f.shareable())
+                        });
                     return match fill.await {
                         Ok(Some(filled)) => filled.into_response(),
                         // The fill task panicked. (Its route lookup cannot fail: the task
@@ -293,13 +294,24 @@ impl Exchange {
             return;
         };
         let status = CacheStatus::forward(Forward::Stale).detail("background-refresh");
-        self.detached_fill(policy, object, status, None, Body::empty(), move |f| {
-            leader.publish(f.shareable())
-        });
+        self.detached_fill(
+            policy,
+            object,
+            status,
+            None,
+            Body::empty(),
+            true,
+            move |f| leader.publish(f.shareable()),
+        );
     }
 
     /// Runs a fill in a task of its own, on an owned copy of this exchange (as a GET), so it
     /// completes whatever happens to the client that caused it; `done` sees the result first.
+    ///
+    /// With `unless_fresh`, the task first looks the entry up again and does nothing if it is
+    /// fresh: a refresh that finished between this request's lookup and its claim on the fill
+    /// must not be followed by a second one.
+    #[allow(clippy::too_many_arguments)]
     fn detached_fill(
         &self,
         policy: &PolicyCall<'_>,
@@ -307,6 +319,7 @@ impl Exchange {
         status: CacheStatus,
         stale: Option<Stale>,
         body: Body,
+        unless_fresh: bool,
         done: impl FnOnce(&Filled) + Send + 'static,
     ) -> tokio::task::JoinHandle<Option<Filled>> {
         let mut builder = Request::builder()
@@ -333,6 +346,13 @@ impl Exchange {
             policy.req.clone(),
         );
         tokio::spawn(async move {
+            if unless_fresh
+                && let Ok(Some(found)) = cx.gw.store.lookup(&object).await
+                && found.standing == Standing::Current
+                && found.entry.meta.ttl_left(now_ms()) > 0
+            {
+                return None;
+            }
             let route = cx
                 .snapshot
                 .routes

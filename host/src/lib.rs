@@ -13,10 +13,12 @@
 //! - [`policy`]: phase 2, the plugin host: engine, sandbox, calls, plugin sets.
 //! - [`store`]: phases 3 and 5, lookup and store; Redis and memory implementations, entry
 //!   format, keys, and invalidation tokens.
-//! - [`proxy`]: the phases in order, the upstream client, `Cache-Status`, invalidation.
+//! - [`proxy`]: the phases in order, stale serving, request coalescing, the upstream client,
+//!   `Cache-Status`, invalidation.
 //! - [`gateway`]: shared state and the per-request snapshot of config, routes and plugins.
 //! - [`reload`]: replacing the snapshot without a restart; [`watch`]: doing it on file changes.
-//! - [`admin`]: the admin listener (`/health`, `/plugins`, `/plugins/reload`).
+//! - [`admin`]: the admin listener (`/health`, `/plugins`, `/plugins/reload`, and with the
+//!   admin token `/purge` and `/warm`).
 //! - [`server`]: binding, serving, graceful shutdown.
 
 pub mod admin;

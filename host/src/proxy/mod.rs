@@ -2,10 +2,14 @@
 //!
 //! ```text
 //! client ─► route ─► on-request ─► lookup ──hit──► respond from the store
-//!            │          │            │
+//!            │          │            │ └─stale, in its stale-while-revalidate window──►
+//!            │          │            │      respond stale, refresh once in the background
 //!            │          pass         miss/stale
 //!            │          │            ▼
+//!            │          │       coalesce: the first miss fills, the others wait for it
+//!            │          │            ▼
 //!            │          └──────► upstream ─► on-response ─► store ─► respond
+//!            │                       └─fails, in the stale-if-error window──► respond stale
 //!            │
 //!            ├─ no route: upstream, untouched
 //!            └─ unsafe method: upstream ─► (2xx/3xx) on-invalidate ─► purge ─► respond

@@ -63,9 +63,10 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         clippy_plugins.extend(["--", "-D", "warnings"]);
         build::cargo(&clippy_plugins)?;
     }
-    // Every native crate, and the SDK's unit tests; the plugins themselves are wasm cdylibs.
+    // Every native crate, with the SDK's and the example plugins' unit tests (they compile
+    // natively too); the hostile test plugins have no tests of their own.
     let mut cmd = vec!["test", "--release", "--workspace"];
-    for p in build::ALL_PLUGINS.iter().filter(|p| **p != "larder-sdk") {
+    for p in ["loop-forever", "memory-hog", "panic", "bad-key"] {
         cmd.extend(["--exclude", p]);
     }
     if !extra.is_empty() {

@@ -73,6 +73,17 @@ pub struct ServerConfig {
 pub struct CacheConfig {
     /// Responses with bodies larger than this are streamed through and never stored.
     pub max_object_size: usize,
+    /// Seconds a stale entry that carries a validator (`ETag` or `Last-Modified`) is kept
+    /// after its freshness and stale windows end, so that the next request revalidates it with
+    /// a conditional request (a 304 costs the origin no body) instead of fetching it again.
+    /// 0 drops entries when their windows end.
+    pub revalidate_keep: u32,
+    /// The largest request body a `cache_post` route reads to key a POST by its digest; a
+    /// larger POST is forwarded uncached.
+    pub max_request_body: usize,
+    /// Bytes of the memory tier in front of Redis (0: none). Each instance keeps its hottest
+    /// entries in process; purges reach every instance's tier through Redis pub/sub.
+    pub memory_tier_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +137,10 @@ pub struct RouteConfig {
     pub fail: FailMode,
     pub deadline: Duration,
     pub upstream_timeout: Duration,
+    /// POST requests may be cached by the digest of their body, if the policy opts in
+    /// (`host.request-body-digest` in the WIT): the host reads bodies up to
+    /// `cache.max_request_body` before calling the policy. Off by default.
+    pub cache_post: bool,
     /// Line of the route's `plugin` key, for messages about a missing plugin.
     pub plugin_line: usize,
 }
@@ -159,6 +174,9 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawCache {
     max_object_size: Option<usize>,
+    revalidate_keep_s: Option<u32>,
+    max_request_body: Option<usize>,
+    memory_tier_bytes: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +210,8 @@ struct RawRoute {
     fail: FailMode,
     deadline_ms: Option<u64>,
     upstream_timeout_ms: Option<u64>,
+    #[serde(default)]
+    cache_post: bool,
 }
 
 /// Defaults, in one place so the README's key table can be checked against them.
@@ -201,6 +221,9 @@ pub mod defaults {
     pub const UPSTREAM: &str = "http://127.0.0.1:8000";
     pub const UPSTREAM_TIMEOUT_MS: u64 = 30_000;
     pub const MAX_OBJECT_SIZE: usize = 8 * 1024 * 1024;
+    /// Ten minutes, like NGINX's `proxy_cache_path ... inactive=10m`.
+    pub const REVALIDATE_KEEP_S: u32 = 600;
+    pub const MAX_REQUEST_BODY: usize = 64 * 1024;
     pub const REDIS_PREFIX: &str = "larder:";
     pub const REDIS_TIMEOUT_MS: u64 = 50;
     pub const PLUGIN_DIR: &str = "plugins";
@@ -271,6 +294,15 @@ impl Config {
                 .cache
                 .max_object_size
                 .unwrap_or(defaults::MAX_OBJECT_SIZE),
+            revalidate_keep: raw
+                .cache
+                .revalidate_keep_s
+                .unwrap_or(defaults::REVALIDATE_KEEP_S),
+            max_request_body: raw
+                .cache
+                .max_request_body
+                .unwrap_or(defaults::MAX_REQUEST_BODY),
+            memory_tier_bytes: raw.cache.memory_tier_bytes.unwrap_or(0),
         };
         let redis = raw.redis.map(|r| RedisConfig {
             url: r.url.unwrap_or_default(),
@@ -504,6 +536,7 @@ impl Locator<'_> {
                 .upstream_timeout_ms
                 .map(Duration::from_millis)
                 .unwrap_or(server.upstream_timeout),
+            cache_post: r.cache_post,
             plugin_line: self.line_of(r.plugin.span().start),
         })
     }

@@ -18,6 +18,7 @@ use crate::routes::RouteTable;
 use crate::store::Store;
 use crate::store::memory::{self, MemoryStore};
 use crate::store::redis::RedisStore;
+use crate::store::tiered::TieredStore;
 
 /// One consistent view of config, routes and plugins.
 pub struct Snapshot {
@@ -124,8 +125,22 @@ impl Gateway {
         snapshot.check()?;
         let store = match &config.redis {
             Some(redis) => {
-                tracing::info!(url = %redact(&redis.url), prefix = %redis.prefix, "store: redis");
-                Store::Redis(RedisStore::start(redis)?)
+                let l2 = RedisStore::start(redis)?;
+                match config.cache.memory_tier_bytes {
+                    0 => {
+                        tracing::info!(url = %redact(&redis.url), prefix = %redis.prefix, "store: redis");
+                        Store::Redis(l2)
+                    }
+                    budget => {
+                        tracing::info!(
+                            url = %redact(&redis.url),
+                            prefix = %redis.prefix,
+                            budget,
+                            "store: redis behind a memory tier"
+                        );
+                        Store::Tiered(TieredStore::start(l2, budget))
+                    }
+                }
             }
             None => {
                 tracing::info!(

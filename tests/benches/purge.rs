@@ -32,6 +32,8 @@ fn entry(key: &ObjectKey) -> NewEntry {
             ttl: 3600,
             stale_while_revalidate: 0,
             stale_if_error: 0,
+            keep: 0,
+            vary_marker: false,
         },
         tags,
     }

@@ -113,7 +113,10 @@ async fn soft_purge_serves_stale_once_then_fresh_in_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_entry_is_served_stale_while_one_request_revalidates() {
     let h = harness(StoreKind::Memory).await;
-    let path = "/api/v1/echo?cache_control=max-age%3D1%2C%20stale-while-revalidate%3D60&body=s";
+    // The origin takes 200 ms, so the refresh cannot finish before the clients below are
+    // all answered.
+    let path = "/api/v1/echo?cache_control=max-age%3D1%2C%20stale-while-revalidate%3D60\
+                &delay_ms=200&body=s";
     let first = h.get(path).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     // Several clients at once: all answered from the stale entry, one refresh upstream.
@@ -127,9 +130,18 @@ async fn an_expired_entry_is_served_stale_while_one_request_revalidates() {
         );
     }
     until_upstream_gets(&h, "/api/v1/echo", 2).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let fresh = h.get(path).await;
+    // The refresh takes the origin's 200 ms; until it is stored, clients still get the stale
+    // answer (and start no second refresh).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let fresh = loop {
+        let r = h.get(path).await;
+        if r.body != first.body || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_ne!(fresh.body, first.body, "the refreshed answer");
+    assert!(fresh.is_hit(), "{}", fresh.cache_status());
     assert_eq!(h.upstream_gets("/api/v1/echo"), 2);
     h.stop().await;
 }

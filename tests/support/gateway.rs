@@ -14,6 +14,8 @@ use crate::{http, plugins};
 pub enum StoreKind {
     Memory,
     Redis(String),
+    /// Redis behind a memory tier of 8 MiB.
+    Tiered(String),
 }
 
 pub struct Harness {
@@ -112,9 +114,17 @@ impl Harness {
         std::fs::create_dir(&plugin_dir).unwrap();
         install(&plugin_dir);
         let mut text = config.to_owned();
+        let tiered = matches!(store, StoreKind::Tiered(_));
         let redis_url = match store {
             StoreKind::Memory => None,
-            StoreKind::Redis(url) => {
+            StoreKind::Redis(url) | StoreKind::Tiered(url) => {
+                if tiered {
+                    let tier = "memory_tier_bytes = 8388608\n";
+                    text = match text.find("[cache]\n") {
+                        Some(at) => format!("{}{tier}{}", &text[..at + 8], &text[at + 8..]),
+                        None => format!("{text}\n[cache]\n{tier}"),
+                    };
+                }
                 // Generous: two cores run many tests at once; a slow answer must not turn a
                 // hit into a miss.
                 text.push_str("\n[redis]\ntimeout_ms = 500\n");
@@ -155,11 +165,14 @@ impl Harness {
         self.dir.path().join("larder.toml")
     }
 
-    /// Waits (bounded) until the store reports up, so the first request of a test caches.
+    /// Waits (bounded) until the store reports up (and a memory tier is subscribed to
+    /// invalidations), so the first request of a test caches.
     async fn wait_for_store(&self) {
         for _ in 0..200 {
             let health = http::get(&format!("{}/health", self.gateway.admin_url())).await;
-            if health.json()["store"]["up"] == true {
+            let store = &health.json()["store"];
+            let tier = &store["memory_tier"];
+            if store["up"] == true && (tier.is_null() || tier["subscribed"] == true) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -183,6 +196,17 @@ impl Harness {
     /// Upstream requests for `GET path` so far.
     pub fn upstream_gets(&self, path: &str) -> u64 {
         self.origin.count("GET", path)
+    }
+
+    /// Requests the origin served for `method` and `path`.
+    pub fn origin_count(&self, method: &str, path: &str) -> u64 {
+        self.origin.count(method, path)
+    }
+
+    /// The memory tier's state from `/health` (`entries`, `subscribed`, `emptied`, ...).
+    pub async fn memory_tier(&self) -> serde_json::Value {
+        let health = http::get(&format!("{}/health", self.gateway.admin_url())).await;
+        health.json()["store"]["memory_tier"].clone()
     }
 
     /// `POST` to the admin API with the admin token and a JSON body.

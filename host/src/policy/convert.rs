@@ -94,9 +94,6 @@ pub fn check_response_decision(d: &ResponseDecision) -> Result<(), String> {
     match d {
         ResponseDecision::NoStore(_) => Ok(()),
         ResponseDecision::Store(s) => {
-            if s.ttl == 0 {
-                return Err("store with ttl 0 (use no-store instead)".into());
-            }
             if s.tags.len() > MAX_TAGS {
                 return Err(format!("{} tags (at most {MAX_TAGS})", s.tags.len()));
             }
@@ -167,14 +164,14 @@ mod tests {
     }
 
     #[test]
-    fn a_zero_ttl_is_malformed() {
+    fn a_zero_ttl_is_a_store_to_revalidate() {
         let d = ResponseDecision::Store(StoreDirective {
             ttl: 0,
             stale_while_revalidate: 0,
             stale_if_error: 0,
             tags: vec![],
         });
-        assert!(check_response_decision(&d).is_err());
+        assert!(check_response_decision(&d).is_ok());
     }
 
     #[test]

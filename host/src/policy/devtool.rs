@@ -166,7 +166,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Value> {
             let list = plugin.on_invalidate(0, limits, &req, &resp).await?;
             out["on_invalidate"] = Value::Array(list.iter().map(invalidation).collect());
         } else {
-            let d = plugin.on_response(0, limits, &req, &resp).await?;
+            let d = plugin.on_response(0, limits, &req, &resp, None).await?;
             out["on_response"] = response_decision(&d);
         }
     }

@@ -67,13 +67,29 @@ impl Plugin {
         limits: Limits,
         req: &Request,
     ) -> Result<RequestDecision, PluginError> {
-        let decision = self
-            .run(request_id, limits, async |store, p| {
+        Ok(self
+            .on_request_with_body(request_id, limits, req, None)
+            .await?
+            .0)
+    }
+
+    /// `on-request` for a request whose body the host has read: `request-body-digest` answers
+    /// `body_digest` during the call. The flag says whether the policy asked for it, which is
+    /// how it opts the request into body-keyed caching.
+    pub async fn on_request_with_body(
+        &self,
+        request_id: u64,
+        limits: Limits,
+        req: &Request,
+        body_digest: Option<&str>,
+    ) -> Result<(RequestDecision, bool), PluginError> {
+        let (decision, asked) = self
+            .run_with(request_id, limits, body_digest, async |store, p| {
                 p.larder_policy_policy().call_on_request(store, req).await
             })
             .await?;
         convert::check_request_decision(&decision).map_err(|r| self.malformed(r))?;
-        Ok(decision)
+        Ok((decision, asked))
     }
 
     pub async fn on_response(
@@ -82,9 +98,10 @@ impl Plugin {
         limits: Limits,
         req: &Request,
         resp: &Response,
+        body_digest: Option<&str>,
     ) -> Result<ResponseDecision, PluginError> {
-        let decision = self
-            .run(request_id, limits, async |store, p| {
+        let (decision, _) = self
+            .run_with(request_id, limits, body_digest, async |store, p| {
                 p.larder_policy_policy()
                     .call_on_response(store, req, resp)
                     .await
@@ -119,10 +136,21 @@ impl Plugin {
         limits: Limits,
         call: impl AsyncFnOnce(&mut Store<CallState>, &PolicyPlugin) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
-        let mut store = Store::new(
-            &self.engine,
-            CallState::new(self.name.clone(), request_id, limits),
-        );
+        Ok(self.run_with(request_id, limits, None, call).await?.0)
+    }
+
+    /// [`Plugin::run`], with the request body's digest for `request-body-digest`; also says
+    /// whether the guest asked for it.
+    async fn run_with<R>(
+        &self,
+        request_id: u64,
+        limits: Limits,
+        body_digest: Option<&str>,
+        call: impl AsyncFnOnce(&mut Store<CallState>, &PolicyPlugin) -> wasmtime::Result<R>,
+    ) -> Result<(R, bool), PluginError> {
+        let mut state = CallState::new(self.name.clone(), request_id, limits);
+        state.body_digest = body_digest.map(str::to_owned);
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
@@ -147,7 +175,7 @@ impl Plugin {
             call(&mut store, &instance).await.map_err(|e| (false, e))
         };
         match tokio::time::timeout(backstop, work).await {
-            Ok(Ok(result)) => Ok(result),
+            Ok(Ok(result)) => Ok((result, store.data().body_digest_asked)),
             Ok(Err((instantiating, e))) => Err(self.classify(&store, limits, instantiating, e)),
             // Dropping the future cancels the guest; the store is dropped with it.
             Err(_) => Err(PluginError::DeadlineExceeded {

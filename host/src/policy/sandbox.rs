@@ -40,6 +40,10 @@ pub struct CallState {
     pub(super) deadline_hit: bool,
     plugin: Arc<str>,
     request_id: u64,
+    /// What `request-body-digest` answers.
+    pub(super) body_digest: Option<String>,
+    /// Whether the guest called `request-body-digest` and got a digest.
+    pub(super) body_digest_asked: bool,
 }
 
 impl CallState {
@@ -59,6 +63,8 @@ impl CallState {
             deadline_hit: false,
             plugin,
             request_id,
+            body_digest: None,
+            body_digest_asked: false,
         }
     }
 }
@@ -73,6 +79,11 @@ impl WasiView for CallState {
 }
 
 impl larder_bindings::Host for CallState {
+    fn request_body_digest(&mut self) -> Option<String> {
+        self.body_digest_asked |= self.body_digest.is_some();
+        self.body_digest.clone()
+    }
+
     fn log(&mut self, level: LogLevel, message: String) {
         let mut message = message;
         if message.len() > 1024 {

@@ -1,4 +1,5 @@
-//! Reading an upstream body for storing, without ever holding more than the size limit.
+//! Reading a body whole (an upstream response to store, a request body to digest), without
+//! ever holding more than the size limit.
 //!
 //! A body that fits is collected into one `Bytes`. One that grows past the limit is handed back
 //! as a stream: the chunks read so far, then the rest of the upstream body, so the client gets
@@ -8,7 +9,6 @@ use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 pub enum Buffered {
     Complete(Bytes),
@@ -16,7 +16,11 @@ pub enum Buffered {
     TooLarge(Body),
 }
 
-pub async fn buffer(mut body: Incoming, limit: usize) -> Result<Buffered, hyper::Error> {
+pub async fn buffer<B>(mut body: B, limit: usize) -> Result<Buffered, B::Error>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<axum::BoxError> + Send + Sync + 'static,
+{
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
@@ -26,7 +30,7 @@ pub async fn buffer(mut body: Incoming, limit: usize) -> Result<Buffered, hyper:
         total += data.len();
         chunks.push(data);
         if total > limit {
-            let head = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, hyper::Error>));
+            let head = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, B::Error>));
             let tail = body.into_data_stream();
             return Ok(Buffered::TooLarge(Body::from_stream(head.chain(tail))));
         }

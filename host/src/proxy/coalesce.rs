@@ -23,6 +23,10 @@ pub struct Shared {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub age: Option<u64>,
+    /// The variant the leader's request selected, when the response varies (see
+    /// [`super::vary`]): a follower whose own request selects another variant must not be
+    /// given it.
+    pub variant: Option<Digest>,
 }
 
 /// What the leader published: `Some` to share, `None` for "go upstream yourselves".
@@ -112,6 +116,7 @@ mod tests {
             headers: HeaderMap::new(),
             body: Bytes::from_static(b"x"),
             age: None,
+            variant: None,
         })
     }
 

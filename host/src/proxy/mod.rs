@@ -22,8 +22,11 @@
 pub mod body;
 pub mod cache_status;
 pub mod coalesce;
+pub mod conditional;
 pub mod invalidate;
+pub mod range;
 pub mod upstream;
+pub mod vary;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,14 +41,16 @@ use crate::config::{FailMode, RouteConfig};
 use crate::gateway::{Gateway, Snapshot};
 use crate::policy::sandbox::Limits;
 use crate::policy::{Plugin, PluginError, convert};
-use crate::store::key::tag_id;
+use crate::store::key::{Digest, tag_id};
 use crate::store::{
-    Entry, EntryMeta, NewEntry, ObjectKey, Standing, Storage, StoreOutcome, now_ms,
+    Entry, EntryMeta, Found, NewEntry, ObjectKey, Standing, Storage, StoreError, StoreOutcome,
+    now_ms,
 };
 use body::Buffered;
 use cache_status::{CacheStatus, Forward};
 use coalesce::{Role, Shared};
 use upstream::UpstreamError;
+use vary::Vary;
 
 /// Handles one client request.
 pub async fn handle(gw: Arc<Gateway>, req: Request<Body>) -> Response<Body> {
@@ -58,6 +63,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Body>) -> Response<Body> {
         snapshot,
         request_id,
         parts,
+        post: None,
     };
     let response = cx.run(body).await;
     tracing::debug!(
@@ -83,6 +89,16 @@ struct Exchange {
     snapshot: Arc<Snapshot>,
     request_id: u64,
     parts: http::request::Parts,
+    /// The body of a POST that is looked up by its digest: fills (and background refreshes)
+    /// send it upstream again.
+    post: Option<PostBody>,
+}
+
+/// A POST body read whole, and its digest (64 hex digits of BLAKE3).
+#[derive(Clone)]
+struct PostBody {
+    bytes: Bytes,
+    digest: String,
 }
 
 /// The route's policy, as the fill needs it.
@@ -155,6 +171,9 @@ impl Exchange {
         };
 
         if is_unsafe(&self.parts.method) {
+            if self.parts.method == Method::POST && route.cache_post {
+                return self.post_lookup(&policy, body).await;
+            }
             return self.write_through(&policy, body).await;
         }
 
@@ -179,11 +198,98 @@ impl Exchange {
             }
             Ok(RequestDecision::Lookup(key)) => key,
         };
-        let object = self.object_key(&route.name, &key);
+        let base = self.object_key(&route.name, &key);
+        let response = self.cached(&policy, base, body).await;
+        if conditional::is_not_modified(
+            &self.parts.method,
+            &self.parts.headers,
+            response.status(),
+            response.headers(),
+        ) {
+            return conditional::not_modified(response);
+        }
+        self.ranged(response).await
+    }
 
+    /// Answers a `Range` request from a whole 200 response that is held in memory (from the
+    /// cache, or a fill that read it to store it); anything else is sent whole.
+    async fn ranged(&self, response: Response<Body>) -> Response<Body> {
+        if response.status() != StatusCode::OK || !self.parts.headers.contains_key(header::RANGE) {
+            return response;
+        }
+        let max = self.snapshot.config.cache.max_object_size as u64;
+        let Some(len) = content_length(response.headers()).filter(|n| *n <= max) else {
+            return response;
+        };
+        let answer = range::answer(
+            &self.parts.method,
+            &self.parts.headers,
+            response.headers(),
+            len as usize,
+        );
+        if answer == range::Answer::Whole {
+            return response;
+        }
+        let (mut parts, body) = response.into_parts();
+        // A body held in memory: collecting it takes its one chunk, no copy.
+        let Ok(collected) = http_body_util::BodyExt::collect(body).await else {
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                &CacheStatus::forward(Forward::Miss).detail("body-failed"),
+                "the response body failed",
+            );
+        };
+        let (status, bytes) = range::apply(answer, &mut parts.headers, collected.to_bytes());
+        parts.status = status;
+        Response::from_parts(parts, Body::from(bytes))
+    }
+
+    /// A POST on a `cache_post` route: read the body (bounded), offer its digest to the
+    /// policy, and look the request up by key and digest if the policy asked for the digest
+    /// and returned `lookup`. Anything else is an ordinary write.
+    async fn post_lookup(&mut self, policy: &PolicyCall<'_>, body: Body) -> Response<Body> {
+        let limit = self.snapshot.config.cache.max_request_body;
+        let bytes = match body::buffer(body, limit).await {
+            Ok(Buffered::Complete(bytes)) => bytes,
+            Ok(Buffered::TooLarge(body)) => return self.write_through(policy, body).await,
+            Err(e) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    &CacheStatus::forward(Forward::Method).detail("request-body"),
+                    &format!("reading the request body failed: {e}"),
+                );
+            }
+        };
+        let digest = blake3::hash(&bytes).to_hex().to_string();
+        let decision = policy
+            .plugin
+            .on_request_with_body(self.request_id, policy.limits, policy.req, Some(&digest))
+            .await;
+        match decision {
+            Err(e) => {
+                self.plugin_failed(e, Some(policy.plugin), policy.route, Body::from(bytes))
+                    .await
+            }
+            Ok((RequestDecision::Lookup(key), true)) => {
+                let base = self
+                    .object_key(&policy.route.name, &key)
+                    .variant(&[("body", &digest)]);
+                self.post = Some(PostBody { bytes, digest });
+                self.cached(policy, base, Body::empty()).await
+            }
+            Ok(_) => self.write_through(policy, Body::from(bytes)).await,
+        }
+    }
+
+    /// Phases 3 to 6 for a request the policy looks up under `base`.
+    async fn cached(&self, policy: &PolicyCall<'_>, base: ObjectKey, body: Body) -> Response<Body> {
+        let route = policy.route;
         let mut status = CacheStatus::forward(Forward::Miss);
         let mut stale = None;
-        match self.gw.store.lookup(&object).await {
+        let (variant, found) = self.lookup(&base).await;
+        // Fills of one variant coalesce with each other, not with another variant's.
+        let fill_id = variant.as_ref().unwrap_or(&base).digest;
+        match found {
             Ok(Some(found)) => {
                 let now = now_ms();
                 let ttl_left = found.entry.meta.ttl_left(now);
@@ -196,7 +302,11 @@ impl Exchange {
                     entry: found.entry,
                 };
                 if candidate.within(candidate.entry.meta.stale_while_revalidate) {
-                    self.refresh_in_background(&policy, object);
+                    let validators = Stale {
+                        entry: candidate.entry.clone(),
+                        past: candidate.past,
+                    };
+                    self.refresh_in_background(policy, base, fill_id, validators);
                     let reason = if soft_purged {
                         StaleReason::SoftPurged
                     } else {
@@ -213,11 +323,11 @@ impl Exchange {
                 status = status.detail("store-unavailable");
             }
         }
-        if self.parts.method == Method::GET {
-            match self.gw.coalescer.join(&object.route, object.digest) {
+        if self.parts.method == Method::GET || self.post.is_some() {
+            match self.gw.coalescer.join(&base.route, fill_id) {
                 Role::Leader(leader) => {
                     let fill =
-                        self.detached_fill(&policy, object, status, stale, body, false, move |f| {
+                        self.detached_fill(policy, base, status, stale, body, false, move |f| {
                             leader.publish(f.shareable())
                         });
                     return match fill.await {
@@ -233,16 +343,57 @@ impl Exchange {
                 }
                 Role::Follower(follower) => {
                     let wait = tokio::time::timeout(route.upstream_timeout, follower.wait()).await;
-                    if let Ok(Some(shared)) = wait {
+                    if let Ok(Some(shared)) = wait
+                        && self.selects(&base, &shared)
+                    {
                         return collapsed(&shared);
                     }
-                    // Not shareable, or the wait ran out: upstream on our own.
+                    // Not shareable, another variant, or the wait ran out: upstream on our
+                    // own.
                 }
             }
         }
-        self.fill(&policy, object, status, stale, body)
+        self.fill(policy, base, status, stale, body)
             .await
             .into_response()
+    }
+
+    /// Looks `base` up, following a Vary marker to the variant this request selects; returns
+    /// that variant's key when there was a marker.
+    async fn lookup(
+        &self,
+        base: &ObjectKey,
+    ) -> (Option<ObjectKey>, Result<Option<Found>, StoreError>) {
+        let found = match self.gw.store.lookup(base).await {
+            Ok(Some(found)) if found.entry.meta.vary_marker => found,
+            other => return (None, other),
+        };
+        match Vary::of(&found.entry.headers) {
+            Vary::Fields(fields) => {
+                let variant = vary::variant_key(base, &fields, &self.parts.headers);
+                let mut found = self.gw.store.lookup(&variant).await;
+                if let Ok(None) = found
+                    && let Some(lang) = vary::preferred_language(&self.parts.headers)
+                    && let Some(alias) =
+                        vary::language_key(base, &fields, &self.parts.headers, &lang)
+                {
+                    found = self.gw.store.lookup(&alias).await;
+                }
+                (Some(variant), found)
+            }
+            Vary::None | Vary::Star => (None, Ok(None)),
+        }
+    }
+
+    /// Whether a response shared by another request's fill is the variant this request selects.
+    fn selects(&self, base: &ObjectKey, shared: &Shared) -> bool {
+        match Vary::of(&shared.headers) {
+            Vary::None => true,
+            Vary::Star => false,
+            Vary::Fields(fields) => {
+                shared.variant == Some(vary::variant_key(base, &fields, &self.parts.headers).digest)
+            }
+        }
     }
 
     fn object_key(&self, route: &str, key: &CacheKey) -> ObjectKey {
@@ -293,8 +444,16 @@ impl Exchange {
     /// Refreshes `object` from the upstream after the client got its stale answer. The refresh
     /// is an ordinary coalesced fill: while it (or any other fill of the entry) is in flight,
     /// no second one starts, however many clients are served stale meanwhile.
-    fn refresh_in_background(&self, policy: &PolicyCall<'_>, object: ObjectKey) {
-        let Role::Leader(leader) = self.gw.coalescer.join(&object.route, object.digest) else {
+    ///
+    /// The refresh revalidates with `stale`'s validators when it has any.
+    fn refresh_in_background(
+        &self,
+        policy: &PolicyCall<'_>,
+        object: ObjectKey,
+        fill_id: Digest,
+        stale: Stale,
+    ) {
+        let Role::Leader(leader) = self.gw.coalescer.join(&object.route, fill_id) else {
             return;
         };
         let status = CacheStatus::forward(Forward::Stale).detail("background-refresh");
@@ -302,15 +461,16 @@ impl Exchange {
             policy,
             object,
             status,
-            None,
+            Some(stale),
             Body::empty(),
             true,
             move |f| leader.publish(f.shareable()),
         );
     }
 
-    /// Runs a fill in a task of its own, on an owned copy of this exchange (as a GET), so it
-    /// completes whatever happens to the client that caused it; `done` sees the result first.
+    /// Runs a fill in a task of its own, on an owned copy of this exchange (as a GET, or as the
+    /// POST it looks up), so it completes whatever happens to the client that caused it;
+    /// `done` sees the result first.
     ///
     /// With `unless_fresh`, the task first looks the entry up again and does nothing if it is
     /// fresh: a refresh that finished between this request's lookup and its claim on the fill
@@ -326,8 +486,13 @@ impl Exchange {
         unless_fresh: bool,
         done: impl FnOnce(&Filled) + Send + 'static,
     ) -> tokio::task::JoinHandle<Option<Filled>> {
+        let method = if self.post.is_some() {
+            Method::POST
+        } else {
+            Method::GET
+        };
         let mut builder = Request::builder()
-            .method(Method::GET)
+            .method(method)
             .uri(self.parts.uri.clone())
             .version(self.parts.version);
         if let Some(headers) = builder.headers_mut() {
@@ -342,6 +507,7 @@ impl Exchange {
             snapshot: self.snapshot.clone(),
             request_id: self.request_id,
             parts,
+            post: self.post.clone(),
         };
         let (route_name, plugin, limits, req) = (
             policy.route.name.clone(),
@@ -351,7 +517,7 @@ impl Exchange {
         );
         tokio::spawn(async move {
             if unless_fresh
-                && let Ok(Some(found)) = cx.gw.store.lookup(&object).await
+                && let (_, Ok(Some(found))) = cx.lookup(&object).await
                 && found.standing == Standing::Current
                 && found.entry.meta.ttl_left(now_ms()) > 0
             {
@@ -375,14 +541,14 @@ impl Exchange {
         })
     }
 
-    /// The miss path: upstream, policy, store, respond. `stale` is served instead if the
-    /// upstream fails within the entry's stale-if-error window.
+    /// The miss path: upstream, policy, store, respond. A `stale` entry is revalidated with its
+    /// validators, and served instead if the upstream fails within its stale-if-error window.
     async fn fill(
         &self,
         policy: &PolicyCall<'_>,
         object: ObjectKey,
         status: CacheStatus,
-        stale: Option<Stale>,
+        mut stale: Option<Stale>,
         body: Body,
     ) -> Filled {
         let route = policy.route;
@@ -394,10 +560,20 @@ impl Exchange {
                     Filled::Other(self.serve_hit(s.entry, now_ms(), Some(StaleReason::IfError)))
                 })
         };
+        let body = match &self.post {
+            Some(post) => Body::from(post.bytes.clone()),
+            None => body,
+        };
+        let mut headers = self.parts.headers.clone();
+        conditional::strip_client_conditionals(&mut headers);
+        let revalidating = self.parts.method == Method::GET
+            && stale
+                .as_ref()
+                .is_some_and(|s| conditional::add_validators(&mut headers, &s.entry.headers));
         let upstream = match self
             .gw
             .upstream
-            .send(&self.parts, body, route.upstream_timeout)
+            .send_with(&self.parts, headers, body, route.upstream_timeout)
             .await
         {
             Ok(r) => r,
@@ -407,45 +583,46 @@ impl Exchange {
             }
         };
         let (mut rparts, rbody) = upstream.into_parts();
-        if rparts.status.is_server_error()
-            && let Some(r) = serve_stale(stale)
-        {
-            return r;
-        }
         let status = status.fwd_status(rparts.status.as_u16());
-        upstream::strip_hop_by_hop(&mut rparts.headers);
+        from_upstream(&mut rparts.headers);
 
-        let max = self.snapshot.config.cache.max_object_size;
-        if self.parts.method == Method::HEAD {
-            let status = status.detail("head");
-            return Filled::Other(respond(rparts, Body::new(rbody), &status, None));
-        }
-        if content_length(&rparts.headers).is_some_and(|n| n > max as u64) {
-            let status = status.detail("too-large");
-            return Filled::Other(respond(rparts, Body::new(rbody), &status, None));
-        }
-        let bytes =
-            match tokio::time::timeout(route.upstream_timeout, body::buffer(rbody, max)).await {
-                Err(_) => {
-                    let e = UpstreamError::Timeout(route.upstream_timeout);
-                    return Filled::Other(upstream_failed(&e, status));
+        let bytes = if rparts.status == StatusCode::NOT_MODIFIED
+            && revalidating
+            && let Some(Stale { entry, .. }) = stale.take()
+        {
+            // The stored response is still good: freshen its header fields from the 304 and
+            // treat the result as the origin's answer.
+            let mut headers = entry.headers;
+            conditional::freshen(&mut headers, &rparts.headers);
+            rparts.headers = headers;
+            rparts.status = entry.status;
+            entry.body
+        } else {
+            if rparts.status.is_server_error()
+                && let Some(r) = serve_stale(stale)
+            {
+                return r;
+            }
+            match self.read_body(route, rparts, rbody, status.clone()).await {
+                Ok((parts, bytes)) => {
+                    rparts = parts;
+                    bytes
                 }
-                Ok(Err(e)) => {
-                    let e = UpstreamError::Body(e.to_string());
-                    return Filled::Other(upstream_failed(&e, status));
-                }
-                Ok(Ok(Buffered::TooLarge(body))) => {
-                    let status = status.detail("too-large");
-                    return Filled::Other(respond(rparts, body, &status, None));
-                }
-                Ok(Ok(Buffered::Complete(bytes))) => bytes,
-            };
+                Err(other) => return other,
+            }
+        };
 
         let policy_resp =
             convert::response(rparts.status, &rparts.headers, Some(bytes.len() as u64));
         let directive = match policy
             .plugin
-            .on_response(self.request_id, policy.limits, policy.req, &policy_resp)
+            .on_response(
+                self.request_id,
+                policy.limits,
+                policy.req,
+                &policy_resp,
+                self.post.as_ref().map(|p| p.digest.as_str()),
+            )
             .await
         {
             Err(e) => {
@@ -454,19 +631,41 @@ impl Exchange {
                 if route.fail == FailMode::Closed {
                     return Filled::Other(plugin_closed(&e));
                 }
-                return Filled::complete(rparts, bytes, status.detail(e.as_str()), None, false);
+                return Filled::complete(rparts, bytes, status.detail(e.as_str()), None, Share::No);
             }
             Ok(ResponseDecision::NoStore(reason)) => {
-                return Filled::complete(rparts, bytes, status.detail(&reason), None, false);
+                return Filled::complete(rparts, bytes, status.detail(&reason), None, Share::No);
             }
             Ok(ResponseDecision::Store(d)) => d,
         };
+        if directive.ttl == 0
+            && (self.snapshot.config.cache.revalidate_keep == 0
+                || !conditional::has_validator(&rparts.headers))
+        {
+            // Stale from the start and impossible to revalidate: pointless to store.
+            let status = status.detail("not-revalidatable");
+            return Filled::complete(rparts, bytes, status, None, Share::No);
+        }
 
         let (entry, age) =
             self.new_entry(&rparts, bytes.clone(), &object, fill_started_us, directive);
+        let (outcome, variant) = match Vary::of(&rparts.headers) {
+            Vary::Star => {
+                let status = status.detail("vary-star");
+                return Filled::complete(rparts, bytes, status, None, Share::No);
+            }
+            Vary::None => (self.gw.store.store(&object, entry).await, None),
+            Vary::Fields(fields) => {
+                let variant = vary::variant_key(&object, &fields, &self.parts.headers);
+                (
+                    self.store_variant(&object, &variant, &fields, entry).await,
+                    Some(variant.digest),
+                )
+            }
+        };
         // Collapsed requests may share what the policy stored, even when the store itself
         // failed; never what a purge overtook.
-        let (status, share) = match self.gw.store.store(&object, entry).await {
+        let (status, share) = match outcome {
             Ok(StoreOutcome::Stored) => (status.stored(), true),
             Ok(StoreOutcome::PurgedDuringFill) => (status.detail("purged-during-fill"), false),
             Err(e) => {
@@ -474,7 +673,87 @@ impl Exchange {
                 (status.detail("store-unavailable"), true)
             }
         };
+        let share = if share { Share::As(variant) } else { Share::No };
         Filled::complete(rparts, bytes, status, Some(age), share)
+    }
+
+    /// Reads an upstream body to store it; a body that cannot be stored (a HEAD's, one over
+    /// `max_object_size`) or that fails is answered as it is, as the `Err`.
+    async fn read_body(
+        &self,
+        route: &RouteConfig,
+        rparts: http::response::Parts,
+        rbody: hyper::body::Incoming,
+        status: CacheStatus,
+    ) -> Result<(http::response::Parts, Bytes), Filled> {
+        let max = self.snapshot.config.cache.max_object_size;
+        if self.parts.method == Method::HEAD {
+            let status = status.detail("head");
+            return Err(Filled::Other(respond(
+                rparts,
+                Body::new(rbody),
+                &status,
+                None,
+            )));
+        }
+        if content_length(&rparts.headers).is_some_and(|n| n > max as u64) {
+            let status = status.detail("too-large");
+            return Err(Filled::Other(respond(
+                rparts,
+                Body::new(rbody),
+                &status,
+                None,
+            )));
+        }
+        match tokio::time::timeout(route.upstream_timeout, body::buffer(rbody, max)).await {
+            Err(_) => {
+                let e = UpstreamError::Timeout(route.upstream_timeout);
+                Err(Filled::Other(upstream_failed(&e, status)))
+            }
+            Ok(Err(e)) => {
+                let e = UpstreamError::Body(e.to_string());
+                Err(Filled::Other(upstream_failed(&e, status)))
+            }
+            Ok(Ok(Buffered::TooLarge(body))) => {
+                let status = status.detail("too-large");
+                Err(Filled::Other(respond(rparts, body, &status, None)))
+            }
+            Ok(Ok(Buffered::Complete(bytes))) => Ok((rparts, bytes)),
+        }
+    }
+
+    /// Stores a response that varies: a Vary marker under the object's key, then the response
+    /// under its variant's key (and, varying on `Accept-Language`, under its language's key:
+    /// see [`vary::language_key`]). Both carry the entry's tags and fill time, so a purge reaches
+    /// both and a purge during the fill stops both.
+    async fn store_variant(
+        &self,
+        object: &ObjectKey,
+        variant: &ObjectKey,
+        fields: &[http::HeaderName],
+        entry: NewEntry,
+    ) -> Result<StoreOutcome, StoreError> {
+        let mut headers = HeaderMap::with_capacity(1);
+        headers.insert(header::VARY, vary::marker_header(fields));
+        let marker = NewEntry {
+            status: entry.status,
+            headers,
+            body: Bytes::new(),
+            meta: EntryMeta {
+                vary_marker: true,
+                ..entry.meta
+            },
+            tags: entry.tags.clone(),
+        };
+        if self.gw.store.store(object, marker).await? == StoreOutcome::PurgedDuringFill {
+            return Ok(StoreOutcome::PurgedDuringFill);
+        }
+        if let Some(lang) = vary::content_language(&entry.headers)
+            && let Some(alias) = vary::language_key(object, fields, &self.parts.headers, &lang)
+        {
+            self.gw.store.store(&alias, entry.clone()).await?;
+        }
+        self.gw.store.store(variant, entry).await
     }
 
     fn new_entry(
@@ -489,12 +768,18 @@ impl Exchange {
         let initial_age = headers
             .get(header::AGE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u32>().ok())
+            // A list (`7200, 0`) counts by its first member.
+            .and_then(|v| v.split(',').next()?.trim().parse::<u32>().ok())
             .unwrap_or(0);
         headers.remove(header::AGE);
         // A cookie set for one client must never be replayed to another, whatever the policy.
         headers.remove(header::SET_COOKIE);
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let keep = if conditional::has_validator(&headers) {
+            self.snapshot.config.cache.revalidate_keep
+        } else {
+            0
+        };
         let mut tags = object.implicit_tags.clone();
         tags.extend(d.tags.iter().map(|t| tag_id(t)));
         let entry = NewEntry {
@@ -508,6 +793,8 @@ impl Exchange {
                 ttl: d.ttl,
                 stale_while_revalidate: d.stale_while_revalidate,
                 stale_if_error: d.stale_if_error,
+                keep,
+                vary_marker: false,
             },
             tags,
         };
@@ -529,7 +816,7 @@ impl Exchange {
         };
         let (mut rparts, rbody) = upstream.into_parts();
         let mut status = status.fwd_status(rparts.status.as_u16());
-        upstream::strip_hop_by_hop(&mut rparts.headers);
+        from_upstream(&mut rparts.headers);
         if rparts.status.is_success() || rparts.status.is_redirection() {
             let policy_resp = convert::response(
                 rparts.status,
@@ -573,7 +860,7 @@ impl Exchange {
         match self.gw.upstream.send(&self.parts, body, timeout).await {
             Ok(r) => {
                 let (mut rparts, rbody) = r.into_parts();
-                upstream::strip_hop_by_hop(&mut rparts.headers);
+                from_upstream(&mut rparts.headers);
                 let status = status.fwd_status(rparts.status.as_u16());
                 respond(rparts, Body::new(rbody), &status, None)
             }
@@ -610,9 +897,16 @@ impl Exchange {
     }
 }
 
+/// Whether requests collapsed onto a fill may be given its response.
+enum Share {
+    No,
+    /// Yes, as the given variant (`None`: the response does not vary).
+    As(Option<Digest>),
+}
+
 /// What a fill produced.
 enum Filled {
-    /// Read whole; `share` when requests collapsed onto this fill may be given it.
+    /// Read whole.
     Complete {
         response: Arc<Shared>,
         status: CacheStatus,
@@ -628,14 +922,19 @@ impl Filled {
         body: Bytes,
         status: CacheStatus,
         age: Option<u64>,
-        share: bool,
+        share: Share,
     ) -> Self {
+        let (share, variant) = match share {
+            Share::No => (false, None),
+            Share::As(variant) => (true, variant),
+        };
         Filled::Complete {
             response: Arc::new(Shared {
                 status: parts.status,
                 headers: parts.headers,
                 body,
                 age,
+                variant,
             }),
             status,
             share,
@@ -679,10 +978,26 @@ fn collapsed(shared: &Shared) -> Response<Body> {
     shared_response(shared, &status)
 }
 
+/// What every upstream response goes through: hop-by-hop fields removed, and a `Date` added
+/// when the origin sent none or an invalid one (RFC 9110 section 6.6.1), so the response's
+/// age can be known.
+fn from_upstream(headers: &mut HeaderMap) {
+    upstream::strip_hop_by_hop(headers);
+    let valid_date = headers
+        .get(header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| httpdate::parse_http_date(v.trim()).is_ok());
+    if !valid_date {
+        headers.insert(header::DATE, conditional::date_now());
+    }
+}
+
+/// Every method but the safe ones (RFC 9110 section 9.2.1): unknown methods such as `M-SEARCH`
+/// may change state too, so they go through `on-invalidate` like POST.
 fn is_unsafe(method: &Method) -> bool {
-    matches!(
+    !matches!(
         *method,
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
     )
 }
 

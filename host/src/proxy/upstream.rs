@@ -77,6 +77,19 @@ impl Upstream {
         body: Body,
         timeout: Duration,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        self.send_with(parts, parts.headers.clone(), body, timeout)
+            .await
+    }
+
+    /// [`Upstream::send`] with other request header fields than the client's (a fill's, without
+    /// the client's conditionals, or a revalidation's, with the stored validators).
+    pub async fn send_with(
+        &self,
+        parts: &http::request::Parts,
+        mut headers: HeaderMap,
+        body: Body,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let path_and_query = parts
             .uri
             .path_and_query()
@@ -88,7 +101,6 @@ impl Upstream {
             .path_and_query(path_and_query)
             .build()
             .map_err(|e| UpstreamError::Connect(format!("bad request URI: {e}")))?;
-        let mut headers = parts.headers.clone();
         strip_hop_by_hop(&mut headers);
         if let Some(host) = headers.remove(header::HOST) {
             headers.insert(HeaderName::from_static("x-forwarded-host"), host);

@@ -5,13 +5,14 @@
 //! hand) is `Corrupt`, which the caller treats as a miss and deletes, never serves.
 //!
 //! ```text
-//! "LRD1"  status:u16  stored_at_ms:u64  fill_started_us:u64  initial_age:u32
-//!         ttl:u32  swr:u32  sie:u32
+//! "LRD2"  flags:u8  status:u16  stored_at_ms:u64  fill_started_us:u64  initial_age:u32
+//!         ttl:u32  swr:u32  sie:u32  keep:u32
 //!         n_tags:u16   { tag:[u8;16]  token_len:u8 token }*
 //!         n_headers:u16 { name_len:u16 name  value_len:u32 value }*
 //!         body_len:u64 body
 //! ```
-//! Integers are little-endian.
+//! Integers are little-endian. Flag bit 0 marks a Vary marker (see [`EntryMeta::vary_marker`]).
+//! `LRD1` values (written before revalidation and Vary support) decode as `Corrupt`: a miss.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -19,7 +20,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use super::key::{Digest, TagId};
 use super::tags::Token;
 
-const MAGIC: &[u8; 4] = b"LRD1";
+const MAGIC: &[u8; 4] = b"LRD2";
+const FLAG_VARY_MARKER: u8 = 1;
 
 /// A stored response.
 #[derive(Debug, Clone)]
@@ -47,6 +49,13 @@ pub struct EntryMeta {
     pub stale_while_revalidate: u32,
     /// stale-if-error window in seconds after `ttl`.
     pub stale_if_error: u32,
+    /// Seconds after `ttl` during which a stale entry is kept only so that it can be
+    /// revalidated with its validators (`ETag`, `Last-Modified`); 0 for entries without any.
+    pub keep: u32,
+    /// This entry is not a response but a Vary marker: the origin's response for this key
+    /// said `Vary`, so the responses live under variant keys derived from the request headers
+    /// named in this entry's `vary` header. Its body is empty.
+    pub vary_marker: bool,
 }
 
 impl EntryMeta {
@@ -60,10 +69,14 @@ impl EntryMeta {
         i64::from(self.ttl) - self.age(now_ms) as i64
     }
 
-    /// How long the store must keep the entry: fresh life plus the longer stale window.
+    /// How long the store must keep the entry: fresh life plus the longest stale window.
     pub fn storage_lifetime_secs(&self) -> u64 {
         u64::from(self.ttl.saturating_sub(self.initial_age))
-            + u64::from(self.stale_while_revalidate.max(self.stale_if_error))
+            + u64::from(
+                self.stale_while_revalidate
+                    .max(self.stale_if_error)
+                    .max(self.keep),
+            )
     }
 }
 
@@ -82,14 +95,16 @@ impl Entry {
         let mut out =
             BytesMut::with_capacity(64 + self.tags.len() * 64 + header_bytes + self.body.len());
         out.put_slice(MAGIC);
-        out.put_u16_le(self.status.as_u16());
         let m = &self.meta;
+        out.put_u8(if m.vary_marker { FLAG_VARY_MARKER } else { 0 });
+        out.put_u16_le(self.status.as_u16());
         out.put_u64_le(m.stored_at_ms);
         out.put_u64_le(m.fill_started_us);
         out.put_u32_le(m.initial_age);
         out.put_u32_le(m.ttl);
         out.put_u32_le(m.stale_while_revalidate);
         out.put_u32_le(m.stale_if_error);
+        out.put_u32_le(m.keep);
         out.put_u16_le(self.tags.len() as u16);
         for (tag, token) in &self.tags {
             out.put_slice(&tag.0);
@@ -115,6 +130,10 @@ impl Entry {
         if r.take(4, "magic")?.as_ref() != MAGIC {
             return Err(Corrupt("unknown format (magic)"));
         }
+        let flags = r.u8()?;
+        if flags & !FLAG_VARY_MARKER != 0 {
+            return Err(Corrupt("unknown flags"));
+        }
         let status = StatusCode::from_u16(r.u16()?).map_err(|_| Corrupt("status"))?;
         let meta = EntryMeta {
             stored_at_ms: r.u64()?,
@@ -123,6 +142,8 @@ impl Entry {
             ttl: r.u32()?,
             stale_while_revalidate: r.u32()?,
             stale_if_error: r.u32()?,
+            keep: r.u32()?,
+            vary_marker: flags & FLAG_VARY_MARKER != 0,
         };
         let n_tags = r.u16()? as usize;
         let mut tags = Vec::with_capacity(n_tags);
@@ -218,6 +239,8 @@ pub(crate) mod tests {
                 ttl: 1800,
                 stale_while_revalidate: 60,
                 stale_if_error: 600,
+                keep: 0,
+                vary_marker: false,
             },
             tags: vec![(tag_id("repo:1"), Token::new_unpurged())],
         }

@@ -116,6 +116,21 @@ impl ObjectKey {
             implicit_tags,
         }
     }
+
+    /// The key of one variant of this object, selected by (header name, value) pairs: a
+    /// different digest, the same implicit tags (a purge of the object reaches every variant).
+    pub fn variant(&self, selecting: &[(&str, &str)]) -> Self {
+        let mut h = Hasher::new("variant");
+        h.field(&self.digest.0);
+        for (name, value) in selecting {
+            h.field(name.as_bytes()).field(value.as_bytes());
+        }
+        Self {
+            route: self.route.clone(),
+            digest: h.finish(),
+            implicit_tags: self.implicit_tags.clone(),
+        }
+    }
 }
 
 /// The tags that a key or prefix invalidation on `route` touches.

@@ -44,6 +44,25 @@ impl MemoryStore {
         }
     }
 
+    /// Drops every entry (the memory tier does after missing invalidations). Tag tokens stay:
+    /// they only ever make entries invalid.
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.entries.clear();
+        inner.order.clear();
+        inner.bytes = 0;
+    }
+
+    /// Entries held and the bytes they weigh.
+    pub fn usage(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.entries.len(), inner.bytes)
+    }
+
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves maps that are still consistent (every
         // operation is a single insert/remove), so a poisoned lock is safe to reuse.
@@ -160,6 +179,7 @@ impl Storage for MemoryStore {
                 inner.bytes,
                 self.budget
             )),
+            memory_tier: None,
         }
     }
 }
@@ -196,6 +216,8 @@ mod tests {
                     ttl: 60,
                     stale_while_revalidate: 0,
                     stale_if_error: 0,
+                    keep: 0,
+                    vary_marker: false,
                 },
                 tags: k.implicit_tags.clone(),
             };

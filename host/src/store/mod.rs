@@ -10,12 +10,15 @@
 //!   value), expiring after its fresh life plus its longest stale window.
 //! - `larder:tag:<tag-digest>`: a tag's generation token ([`tags`]), for explicit tags, exact
 //!   keys and key prefixes alike.
+//! - `larder:invalidations`: the pub/sub channel purges are announced on, for the instances'
+//!   memory tiers ([`tiered::TieredStore`], `cache.memory_tier_bytes`).
 
 pub mod entry;
 pub mod key;
 pub mod memory;
 pub mod redis;
 pub mod tags;
+pub mod tiered;
 
 use std::future::Future;
 
@@ -32,7 +35,7 @@ pub struct Found {
 }
 
 /// A response to store, before its tags' tokens are known.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct NewEntry {
     pub status: http::StatusCode,
     pub headers: http::HeaderMap,
@@ -70,6 +73,21 @@ pub struct StoreHealth {
     pub up: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_tier: Option<TierHealth>,
+}
+
+/// The memory tier's state, in `/health`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TierHealth {
+    pub entries: usize,
+    pub bytes: usize,
+    pub budget: usize,
+    /// Whether the invalidation subscription is up (while it is down, other instances' purges
+    /// do not reach this tier; it is emptied when the subscription comes back).
+    pub subscribed: bool,
+    /// Times the tier was emptied because the subscription (re)connected.
+    pub emptied: u64,
 }
 
 /// A cache store: lookup, store, purge.
@@ -103,6 +121,8 @@ pub trait Storage: Send + Sync + 'static {
 pub enum Store {
     Memory(memory::MemoryStore),
     Redis(redis::RedisStore),
+    /// Redis behind a memory tier.
+    Tiered(tiered::TieredStore),
 }
 
 impl Storage for Store {
@@ -110,6 +130,7 @@ impl Storage for Store {
         match self {
             Store::Memory(s) => s.lookup(key).await,
             Store::Redis(s) => s.lookup(key).await,
+            Store::Tiered(s) => s.lookup(key).await,
         }
     }
 
@@ -117,6 +138,7 @@ impl Storage for Store {
         match self {
             Store::Memory(s) => s.store(key, entry).await,
             Store::Redis(s) => s.store(key, entry).await,
+            Store::Tiered(s) => s.store(key, entry).await,
         }
     }
 
@@ -124,6 +146,7 @@ impl Storage for Store {
         match self {
             Store::Memory(s) => s.purge(tags, soft).await,
             Store::Redis(s) => s.purge(tags, soft).await,
+            Store::Tiered(s) => s.purge(tags, soft).await,
         }
     }
 
@@ -131,6 +154,7 @@ impl Storage for Store {
         match self {
             Store::Memory(s) => s.health(),
             Store::Redis(s) => s.health(),
+            Store::Tiered(s) => s.health(),
         }
     }
 }
@@ -160,6 +184,8 @@ pub mod contract {
                 ttl: 60,
                 stale_while_revalidate: 0,
                 stale_if_error: 0,
+                keep: 0,
+                vary_marker: false,
             },
             tags,
         }

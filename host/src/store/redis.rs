@@ -8,7 +8,9 @@
 //! connection by itself.
 //!
 //! A hit costs two round trips: the entry, then the tokens of its tags (whose names the entry
-//! holds). A store costs two: the tags' tokens (creating missing ones), then the entry.
+//! holds). A store costs two: the tags' tokens (creating missing ones), then the entry. A purge
+//! replaces its tags' tokens, then announces itself on `<prefix>invalidations` (pub/sub) for
+//! the instances' memory tiers ([`super::tiered`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -46,6 +48,56 @@ return 1
 pub struct RedisStore {
     shared: Arc<Shared>,
     purge_script: redis::Script,
+    client: redis::Client,
+    /// Identifies this process in invalidation messages, so it can skip its own.
+    instance: u64,
+}
+
+/// An invalidation as announced on the `<prefix>invalidations` channel, for every instance's
+/// in-process state (the memory tier): `<instance>:<h|s>:<tag>,<tag>...` (tags in hex).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Announcement {
+    pub instance: u64,
+    pub soft: bool,
+    pub tags: Vec<TagId>,
+}
+
+impl Announcement {
+    pub fn encode(&self) -> String {
+        let tags: Vec<String> = self.tags.iter().map(|t| t.to_string()).collect();
+        let kind = if self.soft { "s" } else { "h" };
+        format!("{:x}:{kind}:{}", self.instance, tags.join(","))
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(3, ':');
+        let instance = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let soft = match parts.next()? {
+            "s" => true,
+            "h" => false,
+            _ => return None,
+        };
+        let tags = parts
+            .next()?
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(|hex| {
+                let mut id = [0u8; 16];
+                if hex.len() != 32 {
+                    return None;
+                }
+                for (i, byte) in id.iter_mut().enumerate() {
+                    *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+                }
+                Some(super::key::Digest(id))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self {
+            instance,
+            soft,
+            tags,
+        })
+    }
 }
 
 struct Shared {
@@ -101,7 +153,24 @@ impl RedisStore {
         Ok(Self {
             shared,
             purge_script: redis::Script::new(PURGE_SCRIPT),
+            client: redis::Client::open(config.url.as_str())?,
+            instance: rand::random(),
         })
+    }
+
+    /// The client, for a connection of its own (the invalidation subscription).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// This process's id in invalidation announcements.
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    /// The channel invalidations are announced on.
+    pub fn channel(&self) -> String {
+        format!("{}invalidations", self.shared.prefix)
     }
 
     fn obj_key(&self, key: &ObjectKey) -> String {
@@ -310,6 +379,22 @@ impl Storage for RedisStore {
                 .arg(PURGE_MARKER_TTL_SECS);
             let _: i64 = self.guarded(invocation.invoke_async(&mut conn)).await?;
         }
+        // Tell every instance, for its in-process state. The purge above is what makes the
+        // entries invalid everywhere; a lost announcement only delays an in-process tier,
+        // which drops everything when its subscription reconnects.
+        let announcement = Announcement {
+            instance: self.instance,
+            soft,
+            tags: tags.to_vec(),
+        };
+        let _: i64 = self
+            .guarded(
+                redis::cmd("PUBLISH")
+                    .arg(self.channel())
+                    .arg(announcement.encode())
+                    .query_async(&mut conn),
+            )
+            .await?;
         Ok(())
     }
 
@@ -324,6 +409,38 @@ impl Storage for RedisStore {
             kind: "redis",
             up: self.shared.conn.get().is_some() && detail.is_none(),
             detail,
+            memory_tier: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::key::tag_id;
+
+    #[test]
+    fn announcements_round_trip_and_refuse_garbage() {
+        let a = Announcement {
+            instance: 0xdead_beef,
+            soft: true,
+            tags: vec![tag_id("repo:1"), tag_id("all-repos")],
+        };
+        assert_eq!(Announcement::decode(&a.encode()), Some(a));
+        let empty = Announcement {
+            instance: 1,
+            soft: false,
+            tags: vec![],
+        };
+        assert_eq!(Announcement::decode(&empty.encode()), Some(empty));
+        for bad in [
+            "",
+            "x:h:",
+            "1:q:",
+            "1:h:abc",
+            "1:h:zz000000000000000000000000000000",
+        ] {
+            assert_eq!(Announcement::decode(bad), None, "{bad:?}");
         }
     }
 }

@@ -11,6 +11,7 @@
 //! | When | Decision |
 //! |---|---|
 //! | request has `Authorization` or `Cookie` | `pass("credentials")` |
+//! | POST on a `cache_post = true` route (the host offers the body's digest) | lookup `[route name, digest]`, tag: the route name |
 //! | method is not GET or HEAD | `pass("method")` |
 //! | route has an `{id}` param | lookup `["repo", id, view, query]`, tags `["repo:{id}"]` |
 //! | otherwise | lookup `[route name, query]`, tags `["all-repos"]` |
@@ -65,7 +66,14 @@ impl Policy for AnalysisPolicy {
             return RequestDecision::pass("credentials");
         }
         if !req.is_safe() {
-            return RequestDecision::pass("method");
+            // A POST whose answer depends only on its body (embeddings) is cached by the
+            // body's digest, on routes configured with `cache_post = true`.
+            return match larder_sdk::request_body_digest() {
+                Some(digest) if req.method == "POST" => {
+                    RequestDecision::lookup(CacheKey::new([req.route_name.as_str(), &digest]))
+                }
+                _ => RequestDecision::pass("method"),
+            };
         }
         let query = req.query_or_empty();
         let key = match req.param("id") {
@@ -96,7 +104,7 @@ impl Policy for AnalysisPolicy {
         if cc.private {
             return ResponseDecision::no_store("private");
         }
-        // The gateway does not revalidate yet, so `no-cache` cannot be honoured by storing.
+        // The backend sends no validators, so a `no-cache` answer could not be revalidated.
         if cc.no_cache {
             return ResponseDecision::no_store("no-cache");
         }
@@ -113,6 +121,8 @@ impl Policy for AnalysisPolicy {
         }
         let tag = match req.param("id") {
             Some(id) => repo_tag(id),
+            // A body-keyed POST (embeddings) depends on no repository: tagged by its route.
+            None if req.method == "POST" => req.route_name.clone(),
             None => ALL_REPOS.to_owned(),
         };
         ResponseDecision::store(
@@ -158,6 +168,28 @@ mod tests {
         Request::new("POST", format!("/api/v1/repositories/{id}/actions/analyze"))
             .with_route("analyze", "/api/v1/repositories/{id}/actions/analyze")
             .with_param("id", id)
+    }
+
+    #[test]
+    fn a_post_is_cached_by_its_body_digest_only_when_offered() {
+        let req = Request::new("POST", "/api/v1/embeddings")
+            .with_route("embeddings", "/api/v1/embeddings");
+        larder_sdk::testing::set_body_digest(None);
+        assert_eq!(
+            AnalysisPolicy::on_request(&req),
+            RequestDecision::pass("method")
+        );
+        larder_sdk::testing::set_body_digest(Some("ab12"));
+        assert_eq!(
+            AnalysisPolicy::on_request(&req),
+            RequestDecision::lookup(CacheKey::new(["embeddings", "ab12"]))
+        );
+        let stored = AnalysisPolicy::on_response(&req, &Response::new(200));
+        assert_eq!(
+            stored,
+            ResponseDecision::store(StoreDirective::ttl(1800).tag("embeddings"))
+        );
+        larder_sdk::testing::set_body_digest(None);
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct CacheControl {
     pub must_revalidate: bool,
     /// `proxy-revalidate`: `must-revalidate` for shared caches only.
     pub proxy_revalidate: bool,
+    /// `must-understand`: store only if the status code is understood; then `no-store` does
+    /// not apply (RFC 9111 section 5.2.2.3).
+    pub must_understand: bool,
     /// `max-age=N`, in seconds.
     pub max_age: Option<u32>,
     /// `s-maxage=N`, in seconds: overrides `max-age` and `Expires` for shared caches.
@@ -81,11 +84,254 @@ impl CacheControl {
             "public" => self.public = true,
             "must-revalidate" => self.must_revalidate = true,
             "proxy-revalidate" => self.proxy_revalidate = true,
+            "must-understand" => self.must_understand = true,
             "max-age" => seconds(&mut self.max_age, arg),
             "s-maxage" => seconds(&mut self.s_maxage, arg),
             "stale-while-revalidate" => seconds(&mut self.stale_while_revalidate, arg),
             "stale-if-error" => seconds(&mut self.stale_if_error, arg),
             _ => {}
+        }
+    }
+}
+
+impl CacheControl {
+    /// Parses a targeted cache-control field (RFC 9213, `CDN-Cache-Control`): unlike
+    /// `Cache-Control`, it is a Structured Field dictionary (RFC 8941), parsed strictly.
+    /// `None` when the field is not a valid dictionary, or a known directive has a value of
+    /// the wrong type (`max-age="60"`): RFC 9213 says such a field is ignored as a whole.
+    ///
+    /// ```
+    /// use larder_sdk::cache_control::CacheControl;
+    ///
+    /// let cc = CacheControl::parse_targeted(["max-age=600, stale-if-error=60"]).unwrap();
+    /// assert_eq!((cc.max_age, cc.stale_if_error), (Some(600), Some(60)));
+    /// assert!(CacheControl::parse_targeted(["max-age=\"600\""]).is_none());
+    /// assert!(CacheControl::parse_targeted(["max-age =600"]).is_none());
+    /// ```
+    pub fn parse_targeted<'a, I>(values: I) -> Option<Self>
+    where
+        I: IntoIterator<Item = &'a str>,
+    {
+        let joined = values.into_iter().collect::<Vec<_>>().join(", ");
+        let mut cc = Self::default();
+        for (name, value) in sf::dictionary(&joined)? {
+            let flag = |slot: &mut bool| match value {
+                sf::Item::Boolean(b) => {
+                    *slot |= b;
+                    Some(())
+                }
+                _ => None,
+            };
+            let seconds = |slot: &mut Option<u32>| match value {
+                sf::Item::Integer(n) if n >= 0 => {
+                    if slot.is_none() {
+                        *slot = Some(
+                            u32::try_from(n)
+                                .unwrap_or(DELTA_SECONDS_MAX)
+                                .min(DELTA_SECONDS_MAX),
+                        );
+                    }
+                    Some(())
+                }
+                _ => None,
+            };
+            match name.as_str() {
+                "no-store" => flag(&mut cc.no_store)?,
+                // Qualified forms (`private="set-cookie"`) count as unqualified, as in
+                // `Cache-Control`.
+                "no-cache" => cc.no_cache |= value != sf::Item::Boolean(false),
+                "private" => cc.private |= value != sf::Item::Boolean(false),
+                "public" => flag(&mut cc.public)?,
+                "must-revalidate" => flag(&mut cc.must_revalidate)?,
+                "proxy-revalidate" => flag(&mut cc.proxy_revalidate)?,
+                "must-understand" => flag(&mut cc.must_understand)?,
+                "max-age" => seconds(&mut cc.max_age)?,
+                "s-maxage" => seconds(&mut cc.s_maxage)?,
+                "stale-while-revalidate" => seconds(&mut cc.stale_while_revalidate)?,
+                "stale-if-error" => seconds(&mut cc.stale_if_error)?,
+                _ => {}
+            }
+        }
+        Some(cc)
+    }
+}
+
+/// A strict parser of Structured Field dictionaries (RFC 8941 section 4.2.2), as much as
+/// targeted cache-control fields need: member names and bare items; parameters and inner
+/// lists are parsed and dropped.
+mod sf {
+    /// A member's value, as far as directives care.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Item {
+        Boolean(bool),
+        Integer(i64),
+        /// A string, token, decimal, byte sequence or inner list.
+        Other,
+    }
+
+    pub fn dictionary(text: &str) -> Option<Vec<(String, Item)>> {
+        let mut p = Parser(text.trim_matches(' ').as_bytes());
+        let mut out = Vec::new();
+        while !p.0.is_empty() {
+            let key = p.key()?;
+            let item = if p.eat(b'=') {
+                let item = if p.peek() == Some(b'(') {
+                    p.inner_list()?
+                } else {
+                    p.bare_item()?
+                };
+                p.parameters()?;
+                item
+            } else {
+                p.parameters()?;
+                Item::Boolean(true)
+            };
+            match out.iter_mut().find(|(k, _)| *k == key) {
+                // The last value of a repeated key wins.
+                Some(member) => member.1 = item,
+                None => out.push((key, item)),
+            }
+            p.ows();
+            if p.0.is_empty() {
+                break;
+            }
+            if !p.eat(b',') {
+                return None;
+            }
+            p.ows();
+            if p.0.is_empty() {
+                return None;
+            }
+        }
+        Some(out)
+    }
+
+    struct Parser<'a>(&'a [u8]);
+
+    impl<'a> Parser<'a> {
+        fn peek(&self) -> Option<u8> {
+            self.0.first().copied()
+        }
+        fn eat(&mut self, c: u8) -> bool {
+            if self.peek() == Some(c) {
+                self.0 = &self.0[1..];
+                true
+            } else {
+                false
+            }
+        }
+        fn ows(&mut self) {
+            while matches!(self.peek(), Some(b' ' | b'\t')) {
+                self.0 = &self.0[1..];
+            }
+        }
+        fn take_while(&mut self, f: impl Fn(u8) -> bool) -> &'a [u8] {
+            let n = self.0.iter().take_while(|c| f(**c)).count();
+            let (taken, rest) = self.0.split_at(n);
+            self.0 = rest;
+            taken
+        }
+        fn key(&mut self) -> Option<String> {
+            let first = self.peek()?;
+            if !(first.is_ascii_lowercase() || first == b'*') {
+                return None;
+            }
+            let key = self.take_while(|c| {
+                c.is_ascii_lowercase()
+                    || c.is_ascii_digit()
+                    || matches!(c, b'_' | b'-' | b'.' | b'*')
+            });
+            Some(String::from_utf8_lossy(key).into_owned())
+        }
+        fn parameters(&mut self) -> Option<()> {
+            while self.eat(b';') {
+                while self.eat(b' ') {}
+                self.key()?;
+                if self.eat(b'=') {
+                    self.bare_item()?;
+                }
+            }
+            Some(())
+        }
+        fn inner_list(&mut self) -> Option<Item> {
+            self.eat(b'(');
+            loop {
+                while self.eat(b' ') {}
+                if self.eat(b')') {
+                    self.parameters()?;
+                    return Some(Item::Other);
+                }
+                self.bare_item()?;
+                self.parameters()?;
+                if !matches!(self.peek(), Some(b' ' | b')')) {
+                    return None;
+                }
+            }
+        }
+        fn bare_item(&mut self) -> Option<Item> {
+            match self.peek()? {
+                b'-' | b'0'..=b'9' => self.number(),
+                b'"' => {
+                    self.0 = &self.0[1..];
+                    loop {
+                        match self.peek()? {
+                            b'"' => {
+                                self.0 = &self.0[1..];
+                                return Some(Item::Other);
+                            }
+                            b'\\' => {
+                                let escaped = *self.0.get(1)?;
+                                if escaped != b'"' && escaped != b'\\' {
+                                    return None;
+                                }
+                                self.0 = &self.0[2..];
+                            }
+                            0x20..=0x7e => self.0 = &self.0[1..],
+                            _ => return None,
+                        }
+                    }
+                }
+                b'?' => {
+                    self.0 = &self.0[1..];
+                    let b = match self.peek()? {
+                        b'0' => false,
+                        b'1' => true,
+                        _ => return None,
+                    };
+                    self.0 = &self.0[1..];
+                    Some(Item::Boolean(b))
+                }
+                b':' => {
+                    self.0 = &self.0[1..];
+                    self.take_while(|c| {
+                        c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')
+                    });
+                    self.eat(b':').then_some(Item::Other)
+                }
+                c if c.is_ascii_alphabetic() || c == b'*' => {
+                    self.take_while(|c| {
+                        c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&c)
+                    });
+                    Some(Item::Other)
+                }
+                _ => None,
+            }
+        }
+        fn number(&mut self) -> Option<Item> {
+            let negative = self.eat(b'-');
+            let int = self.take_while(|c| c.is_ascii_digit());
+            if int.is_empty() {
+                return None;
+            }
+            if self.eat(b'.') {
+                let frac = self.take_while(|c| c.is_ascii_digit());
+                return (int.len() <= 12 && (1..=3).contains(&frac.len())).then_some(Item::Other);
+            }
+            if int.len() > 15 {
+                return None;
+            }
+            let n: i64 = std::str::from_utf8(int).ok()?.parse().ok()?;
+            Some(Item::Integer(if negative { -n } else { n }))
         }
     }
 }
@@ -163,10 +409,18 @@ pub fn parse_delta_seconds(text: &str) -> Option<u32> {
     u32::try_from(value).ok()
 }
 
-/// Parses an `Age` field value (delta-seconds). `None` when absent from the input or invalid;
-/// callers treat an invalid `Age` as absent.
+/// Parses an `Age` field value (delta-seconds). A list (`7200, 0`, from repeated fields
+/// combined) counts by its first member, which the origin's nearest cache wrote. `None` when
+/// invalid; callers treat an invalid `Age` as absent.
+///
+/// ```
+/// use larder_sdk::cache_control::parse_age;
+///
+/// assert_eq!(parse_age("7200, 0"), Some(7200));
+/// assert_eq!(parse_age("soon"), None);
+/// ```
 pub fn parse_age(value: &str) -> Option<u32> {
-    parse_delta_seconds(value)
+    parse_delta_seconds(value.split(',').next().unwrap_or(value))
 }
 
 const WEEKDAYS_SHORT: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
@@ -187,8 +441,9 @@ const MONTHS: [&str; 12] = [
 ///
 /// Accepts the preferred IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) and the two obsolete
 /// forms: RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`) and ANSI C asctime
-/// (`Sun Nov  6 08:49:37 1994`). Month and weekday names are matched case-sensitively as the
-/// grammar requires; the weekday is not checked against the date. A two-digit RFC 850 year
+/// (`Sun Nov  6 08:49:37 1994`). Month and weekday names and `GMT` are matched
+/// case-insensitively (the grammar says otherwise, but origins get it wrong and a cache that
+/// refuses `Expires: mon, 01 jan 2030 00:00:00 gmt` helps nobody); the weekday is not checked against the date. A two-digit RFC 850 year
 /// is read as 1970-2069: the guest has no clock to apply the "50 years in the future" rule
 /// against.
 ///
@@ -204,9 +459,9 @@ pub fn parse_http_date(text: &str) -> Option<i64> {
     let text = text.trim();
     if let Some((weekday, rest)) = text.split_once(',') {
         let rest = rest.strip_prefix(' ')?;
-        if WEEKDAYS_SHORT.contains(&weekday) {
+        if one_of(&WEEKDAYS_SHORT, weekday) {
             parse_imf_fixdate(rest)
-        } else if WEEKDAYS_LONG.contains(&weekday) {
+        } else if one_of(&WEEKDAYS_LONG, weekday) {
             parse_rfc850(rest)
         } else {
             None
@@ -223,7 +478,7 @@ fn parse_imf_fixdate(rest: &str) -> Option<i64> {
     let month = month(fields.next()?)?;
     let year = four_digits(fields.next()?)?;
     let time = time_of_day(fields.next()?)?;
-    (fields.next()? == "GMT" && fields.next().is_none()).then_some(())?;
+    (fields.next()?.eq_ignore_ascii_case("GMT") && fields.next().is_none()).then_some(())?;
     to_unix(year, month, day, time)
 }
 
@@ -237,14 +492,14 @@ fn parse_rfc850(rest: &str) -> Option<i64> {
     date.next().is_none().then_some(())?;
     let year = if yy >= 70 { 1900 + yy } else { 2000 + yy };
     let time = time_of_day(fields.next()?)?;
-    (fields.next()? == "GMT" && fields.next().is_none()).then_some(())?;
+    (fields.next()?.eq_ignore_ascii_case("GMT") && fields.next().is_none()).then_some(())?;
     to_unix(year, month, day, time)
 }
 
 /// `Www Mon _D HH:MM:SS YYYY` (the day is space-padded to two characters).
 fn parse_asctime(text: &str) -> Option<i64> {
     let (weekday, rest) = text.split_once(' ')?;
-    WEEKDAYS_SHORT.contains(&weekday).then_some(())?;
+    one_of(&WEEKDAYS_SHORT, weekday).then_some(())?;
     let (month_name, rest) = rest.split_once(' ')?;
     let month = month(month_name)?;
     if rest.len() < 3 || !rest.is_char_boundary(2) {
@@ -277,8 +532,12 @@ fn four_digits(text: &str) -> Option<u32> {
     digits(text, 4)
 }
 
+fn one_of(names: &[&str], name: &str) -> bool {
+    names.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
 fn month(name: &str) -> Option<u32> {
-    let index = MONTHS.iter().position(|m| *m == name)?;
+    let index = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(name))?;
     u32::try_from(index + 1).ok()
 }
 
@@ -473,7 +732,6 @@ mod tests {
             "tomorrow",
             "Sun, 06 Nov 1994 08:49:37 UTC",
             "Sun, 6 Nov 1994 08:49:37 GMT",
-            "Sun, 06 nov 1994 08:49:37 GMT",
             "Sun, 31 Nov 1994 08:49:37 GMT",
             "Sun, 29 Feb 1900 08:49:37 GMT",
             "Sun, 06 Nov 1994 24:00:00 GMT",
@@ -486,6 +744,18 @@ mod tests {
             "Sun Nov \u{e9}6 08:49:37 1994",
         ] {
             assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_in_dates_are_case_insensitive() {
+        for odd in [
+            "sun, 06 nov 1994 08:49:37 gmt",
+            "SUN, 06 NOV 1994 08:49:37 GMT",
+            "sunday, 06-nov-94 08:49:37 Gmt",
+            "sun nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(parse_http_date(odd), Some(784111777), "{odd:?}");
         }
     }
 

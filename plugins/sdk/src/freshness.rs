@@ -5,14 +5,16 @@
 //! The rules, in the order they are checked ([`NotStorable`] names each refusal; its
 //! [`as_str`](NotStorable::as_str) is the reason shown in `Cache-Status`):
 //!
-//! 1. **Status** (`"status"`): only final status codes that RFC 9110 defines are stored, and
-//!    never 206 (Larder does not store partial content) or 304.
-//! 2. **`no-store`** in the response (`"no-store"`) or the request (`"request-no-store"`).
+//! 1. **Status** (`"status"`): only final status codes (200-599) are stored, never 206
+//!    (Larder does not store partial content) or 304. A status code RFC 9110 does not define
+//!    needs explicit freshness, since it is not heuristically cacheable.
+//! 2. **`no-store`** in the response (`"no-store"`) or the request (`"request-no-store"`),
+//!    unless the response also says `must-understand` and the status code is one RFC 9110
+//!    defines; with `must-understand`, any other status code is not stored (`"status"`).
 //! 3. **`private`** (`"private"`), qualified or not: Larder is a shared cache.
-//! 4. **`no-cache`** (`"no-cache"`), qualified or not. RFC 9111 allows storing such a response
-//!    if every use is revalidated, but the gateway does not revalidate yet, so it is not
-//!    stored. TODO(http-semantics): store and revalidate once the host sends conditional
-//!    requests.
+//! 4. **`no-cache`** (`"no-cache"`), qualified or not: stored with a TTL of 0 (revalidated with
+//!    the origin before every use) when the response has a validator (`ETag` or
+//!    `Last-Modified`), not stored otherwise.
 //! 5. **`Authorization`** in the request (`"authorization"`): stored only if the response says
 //!    `public`, `s-maxage` or `must-revalidate` (RFC 9111 section 3.5).
 //! 6. **`Set-Cookie`** in the response (`"set-cookie"`). RFC 9111 lets a shared cache store
@@ -22,9 +24,12 @@
 //! 8. **Explicit freshness** (`"no-explicit-freshness"`): the lifetime is `s-maxage`, else
 //!    `max-age`, else `Expires` minus `Date` (an `Expires` without a parseable `Date` does not
 //!    count; an unparseable `Expires`, such as `0`, is in the past). Heuristic freshness is off
-//!    unless [`FollowOrigin::heuristic_ttl`] is set.
+//!    unless [`FollowOrigin::heuristic`] is set. With [`FollowOrigin::targeted`] fields
+//!    (RFC 9213, `CDN-Cache-Control`), the first one present stands in for `Cache-Control`.
 //! 9. **Age** (`"stale"`): the TTL is the lifetime minus the `Age` header (the origin is
-//!    Larder's direct upstream, so `Age` is the whole current age); a result of zero is stale.
+//!    Larder's direct upstream, so `Age` is the whole current age); a result of zero is stale
+//!    and not stored, unless the response has a validator: then it is stored with a TTL of 0,
+//!    to be revalidated before each use (a 304 costs the origin no body).
 //!
 //! Stale windows come from the response's `stale-while-revalidate` and `stale-if-error`
 //! (RFC 5861) and are zero when the response says `must-revalidate` or `proxy-revalidate`.
@@ -86,7 +91,8 @@ impl std::fmt::Display for NotStorable {
 /// How long a storable response may be stored and served stale, in seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Freshness {
-    /// Remaining freshness: the lifetime minus the current age. At least 1.
+    /// Remaining freshness: the lifetime minus the current age. 0 only for a response with a
+    /// validator that must be revalidated before every use (`no-cache`, or already stale).
     pub ttl: u32,
     /// The `stale-while-revalidate` window (0 if none).
     pub stale_while_revalidate: u32,
@@ -118,13 +124,57 @@ impl From<Freshness> for StoreDirective {
 ///     ResponseDecision::store(StoreDirective::ttl(60).tag("feed")),
 /// );
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FollowOrigin {
     /// Store responses that carry `Set-Cookie` (default `false`).
     pub store_set_cookie: bool,
-    /// TTL for responses without explicit freshness whose status is heuristically cacheable
-    /// (or that say `public`). `None` (the default) disables heuristic freshness.
-    pub heuristic_ttl: Option<u32>,
+    /// Freshness for responses without explicit freshness whose status is heuristically
+    /// cacheable (or that say `public`). Off by default.
+    pub heuristic: Heuristic,
+    /// Targeted cache-control fields (RFC 9213) this cache obeys, lower-case, most specific
+    /// first (`["larder-cache-control", "cdn-cache-control"]`). The first one present in a
+    /// response replaces its `Cache-Control` entirely. Empty by default.
+    pub targeted: Vec<String>,
+    /// The stale-if-error window, in seconds, for responses that give none and do not forbid
+    /// serving stale (`must-revalidate`, `proxy-revalidate`, `s-maxage`): RFC 9111 section
+    /// 4.2.4 lets a cache serve stale when it cannot reach the origin. 0 by default.
+    pub default_stale_if_error: u32,
+}
+
+/// Heuristic freshness (RFC 9111 section 4.2.2): how long a response without explicit
+/// freshness may be served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Heuristic {
+    /// Never: responses without explicit freshness are not stored (the default).
+    #[default]
+    Off,
+    /// A fixed lifetime, in seconds.
+    Fixed(u32),
+    /// `percent` of the time since `Last-Modified` (as of `Date`), at most `max` seconds; no
+    /// heuristic lifetime without a `Last-Modified` before `Date`. 10% is the customary value.
+    SinceModified {
+        /// The share of the time since `Last-Modified`, in percent.
+        percent: u32,
+        /// The longest lifetime it may give, in seconds.
+        max: u32,
+    },
+}
+
+impl Heuristic {
+    /// The heuristic lifetime of `resp` in seconds, if any.
+    pub fn lifetime(self, resp: &Response) -> Option<u32> {
+        match self {
+            Heuristic::Off => None,
+            Heuristic::Fixed(ttl) => Some(ttl),
+            Heuristic::SinceModified { percent, max } => {
+                let date = parse_http_date(resp.header("date")?)?;
+                let modified = parse_http_date(resp.header("last-modified")?)?;
+                let since = date.checked_sub(modified).filter(|s| *s > 0)?;
+                let lifetime = since.saturating_mul(i64::from(percent)) / 100;
+                Some(u32::try_from(lifetime.min(i64::from(max))).unwrap_or(max))
+            }
+        }
+    }
 }
 
 impl FollowOrigin {
@@ -140,11 +190,63 @@ impl FollowOrigin {
         self
     }
 
-    /// Sets [`FollowOrigin::heuristic_ttl`].
+    /// A fixed heuristic lifetime, or none ([`Heuristic::Fixed`], [`Heuristic::Off`]).
     #[must_use]
     pub fn heuristic_ttl(mut self, seconds: Option<u32>) -> Self {
-        self.heuristic_ttl = seconds;
+        self.heuristic = seconds.map_or(Heuristic::Off, Heuristic::Fixed);
         self
+    }
+
+    /// Sets [`FollowOrigin::default_stale_if_error`].
+    #[must_use]
+    pub fn default_stale_if_error(mut self, seconds: u32) -> Self {
+        self.default_stale_if_error = seconds;
+        self
+    }
+
+    /// Sets [`FollowOrigin::heuristic`].
+    #[must_use]
+    pub fn heuristic(mut self, heuristic: Heuristic) -> Self {
+        self.heuristic = heuristic;
+        self
+    }
+
+    /// Sets [`FollowOrigin::targeted`]: the targeted cache-control fields to obey, most
+    /// specific first.
+    ///
+    /// ```
+    /// use larder_sdk::freshness::FollowOrigin;
+    /// use larder_sdk::{Request, Response, ResponseDecision, StoreDirective};
+    ///
+    /// let rules = FollowOrigin::new().targeted(["larder-cache-control", "cdn-cache-control"]);
+    /// let resp = Response::new(200)
+    ///     .with_header("cache-control", "no-store")
+    ///     .with_header("cdn-cache-control", "max-age=600");
+    /// let req = Request::new("GET", "/");
+    /// assert_eq!(rules.decide(&req, &resp), ResponseDecision::store(StoreDirective::ttl(600)));
+    /// ```
+    #[must_use]
+    pub fn targeted<I, S>(mut self, fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.targeted = fields
+            .into_iter()
+            .map(|f| f.as_ref().trim().to_ascii_lowercase())
+            .filter(|f| !f.is_empty())
+            .collect();
+        self
+    }
+
+    /// The directives this cache obeys: those of the first targeted field present and valid,
+    /// else the response's `Cache-Control`.
+    pub fn cache_control(&self, resp: &Response) -> CacheControl {
+        self.targeted
+            .iter()
+            .filter(|field| resp.has_header(field))
+            .find_map(|field| CacheControl::parse_targeted(resp.header_values(field)))
+            .unwrap_or_else(|| resp.cache_control())
     }
 
     /// Applies the rules (see the [module documentation](self)).
@@ -152,8 +254,14 @@ impl FollowOrigin {
         if !is_storable_status(resp.status) {
             return Err(NotStorable::Status);
         }
-        let cc = resp.cache_control();
-        if cc.no_store {
+        let cc = self.cache_control(resp);
+        if cc.must_understand {
+            // Stored only with a status code the cache understands; then `no-store` (sent for
+            // caches that do not know `must-understand`) does not apply.
+            if !is_understood_status(resp.status) {
+                return Err(NotStorable::Status);
+            }
+        } else if cc.no_store {
             return Err(NotStorable::NoStore);
         }
         if req.cache_control().no_store {
@@ -162,7 +270,8 @@ impl FollowOrigin {
         if cc.private {
             return Err(NotStorable::Private);
         }
-        if cc.no_cache {
+        let validator = resp.has_header("etag") || resp.has_header("last-modified");
+        if cc.no_cache && !validator {
             return Err(NotStorable::NoCache);
         }
         if req.has_header("authorization")
@@ -180,24 +289,37 @@ impl FollowOrigin {
         {
             return Err(NotStorable::VaryStar);
         }
+        if cc.no_cache {
+            // Stored, but stale from the start: the host revalidates it before every use.
+            return Ok(Freshness {
+                ttl: 0,
+                stale_while_revalidate: 0,
+                stale_if_error: 0,
+            });
+        }
         let lifetime = match explicit_lifetime(resp, &cc) {
             Some(lifetime) => lifetime,
-            None => match self.heuristic_ttl {
+            None => match self.heuristic.lifetime(resp) {
                 Some(ttl) if cc.public || is_heuristically_cacheable(resp.status) => ttl,
                 _ => return Err(NotStorable::NoExplicitFreshness),
             },
         };
         let ttl = lifetime.saturating_sub(current_age(resp));
-        if ttl == 0 {
+        if ttl == 0 && !validator {
             return Err(NotStorable::Stale);
         }
         let (stale_while_revalidate, stale_if_error) = if cc.must_revalidate || cc.proxy_revalidate
         {
             (0, 0)
         } else {
+            let default_sie = if cc.s_maxage.is_some() {
+                0
+            } else {
+                self.default_stale_if_error
+            };
             (
                 cc.stale_while_revalidate.unwrap_or(0),
-                cc.stale_if_error.unwrap_or(0),
+                cc.stale_if_error.unwrap_or(default_sie),
             )
         };
         Ok(Freshness {
@@ -275,9 +397,15 @@ pub fn is_heuristically_cacheable(status: u16) -> bool {
 }
 
 /// Whether Larder may store a response with `status` at all, given explicit freshness: a
-/// final status code defined by RFC 9110, except 206 (partial content is not stored) and 304
-/// (a revalidation answer, not a representation).
+/// final status code, except 206 (partial content is not stored) and 304 (a revalidation
+/// answer, not a representation).
 pub fn is_storable_status(status: u16) -> bool {
+    (200..=599).contains(&status) && status != 206 && status != 304
+}
+
+/// Whether Larder understands `status` (RFC 9110 defines it and it is not partial content), as
+/// `must-understand` requires (RFC 9111 section 5.2.2.3).
+pub fn is_understood_status(status: u16) -> bool {
     matches!(
         status,
         200..=205 | 300..=303 | 305 | 307 | 308 | 400..=417 | 421..=426 | 500..=505
@@ -380,6 +508,23 @@ mod tests {
     }
 
     #[test]
+    fn responses_with_validators_are_kept_to_be_revalidated() {
+        let revalidate = Ok(Freshness {
+            ttl: 0,
+            stale_while_revalidate: 0,
+            stale_if_error: 0,
+        });
+        let etag = |cc: &str| ok(cc).with_header("etag", "\"v1\"");
+        assert_eq!(eval(&etag("no-cache")), revalidate);
+        assert_eq!(eval(&etag("no-cache, max-age=600")), revalidate);
+        assert_eq!(eval(&etag("max-age=0")), revalidate);
+        let lm = ok("max-age=0").with_header("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(eval(&lm), revalidate);
+        // Still refused for the other reasons.
+        assert_eq!(eval(&etag("no-cache, private")), Err(NotStorable::Private));
+    }
+
+    #[test]
     fn no_explicit_freshness_is_not_stored() {
         assert_eq!(
             eval(&Response::new(200)),
@@ -468,12 +613,21 @@ mod tests {
     }
 
     #[test]
+    fn must_understand_overrides_no_store_for_understood_status_codes_only() {
+        let cc = "max-age=60, no-store, must-understand";
+        assert_eq!(eval(&ok(cc)), fresh(60));
+        let resp = Response::new(599).with_header("cache-control", cc);
+        assert_eq!(eval(&resp), Err(NotStorable::Status));
+    }
+
+    #[test]
     fn status_codes() {
-        for status in [100, 101, 206, 304, 299, 418, 599, 999] {
+        for status in [100, 101, 206, 304, 999] {
             let resp = Response::new(status).with_header("cache-control", "max-age=60");
             assert_eq!(eval(&resp), Err(NotStorable::Status), "{status}");
         }
-        for status in [200, 203, 204, 301, 308, 404, 410, 500, 503] {
+        // Unknown final status codes too, with explicit freshness.
+        for status in [200, 203, 204, 299, 301, 308, 404, 410, 418, 500, 503, 599] {
             let resp = Response::new(status).with_header("cache-control", "max-age=60");
             assert_eq!(eval(&resp), fresh(60), "{status}");
         }
@@ -524,5 +678,64 @@ mod tests {
             ResponseDecision::no_store("no-explicit-freshness")
         );
         assert_eq!(NotStorable::SetCookie.to_string(), "set-cookie");
+    }
+
+    #[test]
+    fn heuristic_since_modified_is_a_fraction_of_the_age_of_the_content() {
+        let rules = FollowOrigin::new().heuristic(Heuristic::SinceModified {
+            percent: 10,
+            max: 3600,
+        });
+        let dated = |lm: &str| {
+            Response::new(200)
+                .with_header("date", "Mon, 01 Jan 2024 10:00:00 GMT")
+                .with_header("last-modified", lm)
+        };
+        // Modified 1000 s before Date: 10% is 100 s.
+        assert_eq!(
+            rules.evaluate(&get(), &dated("Mon, 01 Jan 2024 09:43:20 GMT")),
+            fresh(100)
+        );
+        // A year old: capped.
+        assert_eq!(
+            rules.evaluate(&get(), &dated("Sun, 01 Jan 2023 10:00:00 GMT")),
+            fresh(3600)
+        );
+        // No Last-Modified, or one after Date: no heuristic.
+        assert_eq!(
+            rules.evaluate(&get(), &Response::new(200)),
+            Err(NotStorable::NoExplicitFreshness)
+        );
+        assert_eq!(
+            rules.evaluate(&get(), &dated("Mon, 01 Jan 2024 11:00:00 GMT")),
+            Err(NotStorable::NoExplicitFreshness)
+        );
+    }
+
+    #[test]
+    fn a_default_stale_if_error_window_unless_the_origin_forbids_stale() {
+        let rules = FollowOrigin::new().default_stale_if_error(60);
+        let sie = |cc: &str| rules.evaluate(&get(), &ok(cc)).map(|f| f.stale_if_error);
+        assert_eq!(sie("max-age=10"), Ok(60));
+        assert_eq!(sie("max-age=10, stale-if-error=5"), Ok(5));
+        assert_eq!(sie("max-age=10, must-revalidate"), Ok(0));
+        assert_eq!(sie("max-age=10, proxy-revalidate"), Ok(0));
+        assert_eq!(sie("s-maxage=10"), Ok(0));
+    }
+
+    #[test]
+    fn the_first_targeted_field_present_replaces_cache_control() {
+        let rules = FollowOrigin::new().targeted(["Larder-Cache-Control", "cdn-cache-control"]);
+        let resp = ok("max-age=10")
+            .with_header("cdn-cache-control", "max-age=20")
+            .with_header("larder-cache-control", "max-age=30");
+        assert_eq!(rules.evaluate(&get(), &resp), fresh(30));
+        let resp = ok("max-age=10").with_header("cdn-cache-control", "no-store");
+        assert_eq!(rules.evaluate(&get(), &resp), Err(NotStorable::NoStore));
+        let resp = ok("no-store").with_header("cdn-cache-control", "max-age=20");
+        assert_eq!(rules.evaluate(&get(), &resp), fresh(20));
+        // Not targeted: ignored.
+        let resp = ok("max-age=10").with_header("cdn-cache-control", "max-age=20");
+        assert_eq!(FollowOrigin::new().evaluate(&get(), &resp), fresh(10));
     }
 }

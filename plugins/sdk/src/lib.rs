@@ -96,7 +96,8 @@ pub trait Policy {
     /// [`RequestDecision::lookup`] with the key that identifies the object.
     ///
     /// There is no default: the key is the policy's decision. For methods other than GET and
-    /// HEAD the host treats `lookup` as `pass`.
+    /// HEAD the host treats `lookup` as `pass`, except for a POST that asked for
+    /// [`request_body_digest`].
     fn on_request(req: &Request) -> RequestDecision;
 
     /// Called after the upstream answered a lookup that missed. Decide whether and how long to
@@ -198,6 +199,50 @@ pub fn log(level: LogLevel, message: &str) {
             LogLevel::Error => "ERROR",
         };
         eprintln!("[larder-sdk {level}] {message}");
+    }
+}
+
+/// The digest of the request's body (64 lower-case hex digits of BLAKE3), for a POST on a
+/// route configured with `cache_post = true` and a body no larger than the gateway's
+/// `cache.max_request_body`; `None` for any other request.
+///
+/// Calling it from [`Policy::on_request`] is how a policy opts a POST into caching: the host
+/// honours `lookup` for a POST only if the policy asked for the digest (and got one), and adds
+/// the digest to the key itself. Use it for calls whose answer depends only on the body.
+///
+/// ```no_run
+/// use larder_sdk::{CacheKey, Request, RequestDecision};
+///
+/// fn on_request(req: &Request) -> RequestDecision {
+///     match larder_sdk::request_body_digest() {
+///         Some(digest) if req.method == "POST" => {
+///             RequestDecision::lookup(CacheKey::new(["embedding", digest.as_str()]))
+///         }
+///         _ => RequestDecision::pass("method"),
+///     }
+/// }
+/// ```
+///
+/// Outside WebAssembly (native unit tests) it returns what [`testing::set_body_digest`] set.
+pub fn request_body_digest() -> Option<String> {
+    #[cfg(target_arch = "wasm32")]
+    return bindings::larder::policy::host::request_body_digest();
+    #[cfg(not(target_arch = "wasm32"))]
+    return testing::BODY_DIGEST.with(|d| d.borrow().clone());
+}
+
+/// Stand-ins for host functions in native unit tests of a policy.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing {
+    use std::cell::RefCell;
+
+    thread_local! {
+        pub(crate) static BODY_DIGEST: RefCell<Option<String>> = const { RefCell::new(None) };
+    }
+
+    /// Sets what [`request_body_digest`](crate::request_body_digest) returns on this thread.
+    pub fn set_body_digest(digest: Option<&str>) {
+        BODY_DIGEST.with(|d| *d.borrow_mut() = digest.map(str::to_owned));
     }
 }
 

@@ -1,19 +1,22 @@
 //! `standard`: a Larder policy that caches like a well-behaved shared HTTP cache (RFC 9111).
 //!
-//! - **Request**: GET and HEAD only (`pass("method")`); never a request with `Authorization`
-//!   (`pass("authorization")`, the safe reading of RFC 9111 section 3.5) or with
+//! - **Request**: GET and HEAD only (`pass("method")`); never a request with
 //!   `Cache-Control: no-store` (`pass("request-no-store")`). Everything else is looked up under
 //!   the key `[path, query]` (the query without `?`, or `""`). The key varies on no request
 //!   header: the origin's `Vary` is the host's business.
-//! - **Response**: [`larder_sdk::follow_origin`]: stored only with explicit freshness from the
-//!   origin, never with `no-store`, `private`, `no-cache` or `Set-Cookie`; see
-//!   [`larder_sdk::freshness`]. The origin's `Surrogate-Key` tags become the entry's tags.
+//! - **Response**: [`FollowOrigin`]: stored only with explicit freshness from the origin
+//!   (`CDN-Cache-Control` first, RFC 9213), never with `no-store`, `private`, `no-cache` or
+//!   `Set-Cookie`, and the answer to a request with `Authorization` only when the response says
+//!   `public`, `s-maxage` or `must-revalidate` (RFC 9111 section 3.5); see
+//!   [`larder_sdk::freshness`]. Route settings tune it (see [`rules`]). The
+//!   origin's `Surrogate-Key` tags become the entry's tags.
 //! - **Invalidation** (RFC 9111 section 4.4): after a successful unsafe request, the target
 //!   URI's entry on the same route, plus the entries of the URIs in `Location` and
 //!   `Content-Location` when they are on the same host.
 //!
 //! See `README.md` for how to build and load it.
 
+use larder_sdk::freshness::{FollowOrigin, Heuristic};
 use larder_sdk::{
     CacheKey, Invalidation, KeyRef, Policy, Request, RequestDecision, Response, ResponseDecision,
 };
@@ -26,9 +29,6 @@ impl Policy for Standard {
         if !req.is_safe() {
             return RequestDecision::pass("method");
         }
-        if req.has_header("authorization") {
-            return RequestDecision::pass("authorization");
-        }
         if req.cache_control().no_store {
             return RequestDecision::pass("request-no-store");
         }
@@ -39,7 +39,7 @@ impl Policy for Standard {
     /// tags of `Surrogate-Key` become the entry's tags, so the origin (or an operator with
     /// `POST /purge`) can invalidate by them.
     fn on_response(req: &Request, resp: &Response) -> ResponseDecision {
-        let decision = larder_sdk::follow_origin(req, resp);
+        let decision = rules(req).decide(req, resp);
         let tags: Vec<String> = resp
             .header_values("surrogate-key")
             .flat_map(str::split_ascii_whitespace)
@@ -81,6 +81,34 @@ impl Policy for Standard {
 }
 
 larder_sdk::export_policy!(Standard);
+
+/// The origin's rules as this route's settings tune them:
+/// - `targeted_cache_control`: comma-separated targeted fields to obey (RFC 9213), most
+///   specific first; default `cdn-cache-control`, `""` for none;
+/// - `heuristic_percent`: heuristic freshness as this percentage of the time since
+///   `Last-Modified` (RFC 9111 section 4.2.2 suggests 10); default 0, off;
+/// - `heuristic_max_s`: the most heuristic freshness may give, default 86400;
+/// - `stale_if_error_s`: a stale-if-error window for responses that give none and do not
+///   forbid stale answers (RFC 9111 section 4.2.4: a cache cut off from the origin may serve
+///   stale); default 0.
+fn rules(req: &Request) -> FollowOrigin {
+    let targeted = req
+        .setting("targeted_cache_control")
+        .unwrap_or("cdn-cache-control");
+    let percent: u32 = req.setting_or("heuristic_percent", 0);
+    let heuristic = if percent == 0 {
+        Heuristic::Off
+    } else {
+        Heuristic::SinceModified {
+            percent,
+            max: req.setting_or("heuristic_max_s", 86_400),
+        }
+    };
+    FollowOrigin::new()
+        .targeted(targeted.split(','))
+        .heuristic(heuristic)
+        .default_stale_if_error(req.setting_or("stale_if_error_s", 0))
+}
 
 /// The path and query (without `?`, or `""`) of a `Location`/`Content-Location` value that
 /// names a resource on the request's own host: an absolute path (`/items/5`), or an absolute
@@ -135,14 +163,10 @@ mod tests {
     }
 
     #[test]
-    fn passes_unsafe_methods_credentials_and_no_store() {
+    fn passes_unsafe_methods_and_no_store() {
         assert_eq!(
             Standard::on_request(&Request::new("POST", "/a")),
             RequestDecision::pass("method")
-        );
-        assert_eq!(
-            Standard::on_request(&get("/a").with_header("authorization", "Bearer t")),
-            RequestDecision::pass("authorization")
         );
         assert_eq!(
             Standard::on_request(&get("/a").with_header("cache-control", "no-store")),
@@ -159,6 +183,59 @@ mod tests {
         assert_eq!(
             Standard::on_request(&Request::new("HEAD", "/a").with_query("b=1")),
             RequestDecision::lookup(CacheKey::new(["/a", "b=1"]))
+        );
+    }
+
+    #[test]
+    fn settings_tune_targeted_fields_and_heuristics() {
+        let resp = Response::new(200)
+            .with_header("cache-control", "max-age=60")
+            .with_header("cdn-cache-control", "max-age=600")
+            .with_header("larder-cache-control", "no-store");
+        assert_eq!(
+            Standard::on_response(&get("/a"), &resp),
+            ResponseDecision::store(StoreDirective::ttl(600))
+        );
+        let req = get("/a").with_setting("targeted_cache_control", "larder-cache-control");
+        assert_eq!(
+            Standard::on_response(&req, &resp),
+            ResponseDecision::no_store("no-store")
+        );
+        let req = get("/a").with_setting("targeted_cache_control", "");
+        assert_eq!(
+            Standard::on_response(&req, &resp),
+            ResponseDecision::store(StoreDirective::ttl(60))
+        );
+        let dated = Response::new(200)
+            .with_header("date", "Mon, 01 Jan 2024 10:00:00 GMT")
+            .with_header("last-modified", "Mon, 01 Jan 2024 09:00:00 GMT");
+        assert_eq!(
+            Standard::on_response(&get("/a"), &dated),
+            ResponseDecision::no_store("no-explicit-freshness")
+        );
+        let req = get("/a").with_setting("heuristic_percent", "10");
+        assert_eq!(
+            Standard::on_response(&req, &dated),
+            ResponseDecision::store(StoreDirective::ttl(360))
+        );
+    }
+
+    #[test]
+    fn stores_answers_to_credentials_only_when_the_origin_shares_them() {
+        let req = get("/a").with_header("authorization", "Bearer t");
+        assert_eq!(
+            Standard::on_request(&req),
+            RequestDecision::lookup(CacheKey::new(["/a", ""]))
+        );
+        let private = Response::new(200).with_header("cache-control", "max-age=60");
+        assert_eq!(
+            Standard::on_response(&req, &private),
+            ResponseDecision::no_store("authorization")
+        );
+        let shared = Response::new(200).with_header("cache-control", "public, max-age=60");
+        assert_eq!(
+            Standard::on_response(&req, &shared),
+            ResponseDecision::store(StoreDirective::ttl(60))
         );
     }
 

@@ -34,6 +34,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/embeddings", post(embeddings))
         .route("/api/v1/me", get(me))
         .route("/api/v1/echo", any(echo))
+        .route("/api/v1/blob", get(blob))
         .route("/_origin/counts", get(origin_counts))
         .route("/_origin/reset", post(origin_reset))
         .fallback(no_route)
@@ -303,6 +304,7 @@ async fn me(headers: HeaderMap) -> Result<Json<Value>, ApiError> {
 struct EchoParams {
     status: Option<u16>,
     cache_control: Option<String>,
+    cdn_cache_control: Option<String>,
     vary: Option<String>,
     etag: Option<String>,
     last_modified: Option<String>,
@@ -329,6 +331,10 @@ async fn echo(
     let mut headers = HeaderMap::new();
     for (name, value) in [
         (header::CACHE_CONTROL, &params.cache_control),
+        (
+            HeaderName::from_static("cdn-cache-control"),
+            &params.cdn_cache_control,
+        ),
         (header::VARY, &params.vary),
         (header::ETAG, &params.etag),
         (header::LAST_MODIFIED, &params.last_modified),
@@ -379,6 +385,34 @@ fn not_modified(params: &EchoParams, request: &HeaderMap) -> bool {
         (&params.last_modified, header(header::IF_MODIFIED_SINCE)),
         (Some(last_modified), Some(since)) if since.trim() == last_modified.trim()
     )
+}
+
+#[derive(Debug, Deserialize)]
+struct BlobParams {
+    bytes: u64,
+}
+
+/// `bytes` bytes of `x`, streamed in 64 KiB chunks without a `Content-Length`, marked
+/// cacheable: for checking that a body too large to store passes through in bounded memory.
+async fn blob(params: Result<Query<BlobParams>, QueryRejection>) -> Result<Response, ApiError> {
+    const CHUNK: usize = 64 * 1024;
+    static ZEROS: [u8; CHUNK] = [b'x'; CHUNK];
+    let Query(BlobParams { bytes: total }) = params?;
+    let chunks = futures_util::stream::unfold(0u64, move |sent| async move {
+        let n = total.saturating_sub(sent).min(CHUNK as u64);
+        (n > 0).then(|| {
+            let chunk = Bytes::from_static(&ZEROS[..n as usize]);
+            (Ok::<_, std::io::Error>(chunk), sent + n)
+        })
+    });
+    Ok((
+        [
+            (header::CACHE_CONTROL, "max-age=60"),
+            (header::CONTENT_TYPE, "application/octet-stream"),
+        ],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response())
 }
 
 async fn origin_counts(State(shared): AppState) -> Json<Value> {

@@ -1,0 +1,263 @@
+//! RFC 9111 in the host, with the `standard` policy: the origin's `Vary` selects stored
+//! variants, clients' validators get 304s, stale entries are revalidated with the stored
+//! validators (a 304 from the origin freshens the entry without a body), and byte ranges are
+//! served from stored responses. The origin's echo endpoint sets the headers each test asks
+//! for and numbers its answers (`serial`), which tells a stored answer from a new one.
+
+use std::time::Duration;
+
+use larder_tests::gateway::{Harness, StoreKind};
+use larder_tests::http::{self, Reply};
+use larder_tests::origin::OriginConfig;
+use larder_tests::redis_server::RedisServer;
+
+const ECHO: &str = "/api/v1/echo";
+
+fn serial(r: &Reply) -> u64 {
+    r.json()["serial"]
+        .as_u64()
+        .expect("an echo body has a serial")
+}
+
+async fn get(h: &Harness, path: &str, headers: &[(&str, &str)]) -> Reply {
+    http::get_with(&h.url(path), headers).await
+}
+
+async fn vary_selects_variants(store: StoreKind) {
+    let h = Harness::demo(store, OriginConfig::zero_delay()).await;
+    let path = "/api/v1/echo?cache_control=max-age%3D60&vary=Accept-Language&body=v";
+    let en = get(&h, path, &[("accept-language", "en, de")]).await;
+    let fr = get(&h, path, &[("accept-language", "fr")]).await;
+    assert!(!en.is_hit() && !fr.is_hit(), "{}", fr.cache_status());
+    assert_ne!(serial(&en), serial(&fr));
+
+    // Each request is answered with its own variant; order and case of the ranges do not
+    // matter.
+    let en_again = get(&h, path, &[("accept-language", "DE,en")]).await;
+    let fr_again = get(&h, path, &[("accept-language", "fr")]).await;
+    assert!(en_again.is_hit(), "{}", en_again.cache_status());
+    assert!(fr_again.is_hit(), "{}", fr_again.cache_status());
+    assert_eq!(serial(&en_again), serial(&en));
+    assert_eq!(serial(&fr_again), serial(&fr));
+    // A request without the field is a variant of its own.
+    let none = get(&h, path, &[]).await;
+    assert!(!none.is_hit(), "{}", none.cache_status());
+    assert_eq!(h.upstream_gets(ECHO), 3);
+
+    // `Vary: *` is never served from the cache.
+    let star = "/api/v1/echo?cache_control=max-age%3D60&vary=*&body=s";
+    let a = get(&h, star, &[]).await;
+    let b = get(&h, star, &[]).await;
+    assert!(!b.is_hit(), "{}", b.cache_status());
+    assert!(
+        a.cache_status().contains("vary-star"),
+        "{}",
+        a.cache_status()
+    );
+    assert_ne!(serial(&a), serial(&b));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vary_selects_variants_in_redis() {
+    let redis = RedisServer::start();
+    vary_selects_variants(StoreKind::Redis(redis.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vary_selects_variants_in_memory() {
+    vary_selects_variants(StoreKind::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_of_the_key_reaches_every_variant() {
+    let redis = RedisServer::start();
+    let h = Harness::demo(StoreKind::Redis(redis.url()), OriginConfig::zero_delay()).await;
+    let path = "/api/v1/echo?cache_control=max-age%3D60&vary=Accept&surrogate_key=doc&body=p";
+    for accept in ["text/html", "application/json"] {
+        get(&h, path, &[("accept", accept)]).await;
+        assert!(get(&h, path, &[("accept", accept)]).await.is_hit());
+    }
+    let purged = h
+        .admin_post("/purge", &serde_json::json!({ "tags": ["doc"] }))
+        .await;
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    for accept in ["text/html", "application/json"] {
+        let r = get(&h, path, &[("accept", accept)]).await;
+        assert!(!r.is_hit(), "{accept}: {}", r.cache_status());
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_validators_are_answered_304_from_the_cache() {
+    let h = Harness::demo(StoreKind::Memory, OriginConfig::zero_delay()).await;
+    let path = "/api/v1/echo?cache_control=max-age%3D60&etag=%22v1%22\
+                &last_modified=Tue%2C%2001%20Jan%202030%2000%3A00%3A00%20GMT&body=c";
+    let first = get(&h, path, &[("if-none-match", "\"v1\"")]).await;
+    // The fill fetched the whole response (the client's validator was not forwarded), stored
+    // it, and answered this client 304.
+    assert_eq!(first.status, 304, "{}", first.cache_status());
+    assert!(first.body.is_empty());
+    assert!(first.cache_status().contains("stored"));
+
+    let matching = get(&h, path, &[("if-none-match", "W/\"x\", \"v1\"")]).await;
+    assert_eq!(matching.status, 304);
+    assert!(matching.is_hit());
+    assert_eq!(matching.header("etag"), Some("\"v1\""));
+    assert!(matching.header("content-type").is_none());
+
+    let other = get(&h, path, &[("if-none-match", "\"v0\"")]).await;
+    assert_eq!(other.status, 200);
+    assert!(other.is_hit());
+    assert!(!other.body.is_empty());
+
+    let since = get(
+        &h,
+        path,
+        &[("if-modified-since", "Wed, 02 Jan 2030 00:00:00 GMT")],
+    )
+    .await;
+    assert_eq!(since.status, 304);
+    let before = get(
+        &h,
+        path,
+        &[("if-modified-since", "Mon, 31 Dec 2029 00:00:00 GMT")],
+    )
+    .await;
+    assert_eq!(before.status, 200);
+    assert_eq!(h.upstream_gets(ECHO), 1);
+    h.stop().await;
+}
+
+async fn stale_entries_are_revalidated_with_their_validators(store: StoreKind) {
+    let h = Harness::demo(store, OriginConfig::zero_delay()).await;
+    let path = "/api/v1/echo?cache_control=max-age%3D1&etag=%22v1%22&body=r";
+    let first = get(&h, path, &[]).await;
+    assert!(first.cache_status().contains("stored"));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    // Stale: the gateway asks the origin with If-None-Match, the origin answers 304, and the
+    // stored body (the first answer's) is served and stored again, fresh.
+    let revalidated = get(&h, path, &[]).await;
+    assert_eq!(revalidated.status, 200);
+    assert_eq!(
+        revalidated.cache_status(),
+        "larder; fwd=stale; fwd-status=304; stored"
+    );
+    assert_eq!(serial(&revalidated), serial(&first));
+    assert_eq!(h.upstream_gets(ECHO), 2);
+
+    let hit = get(&h, path, &[]).await;
+    assert!(hit.is_hit(), "{}", hit.cache_status());
+    assert_eq!(serial(&hit), serial(&first));
+    assert_eq!(h.upstream_gets(ECHO), 2);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_entries_are_revalidated_in_redis() {
+    let redis = RedisServer::start();
+    stale_entries_are_revalidated_with_their_validators(StoreKind::Redis(redis.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_entries_are_revalidated_in_memory() {
+    stale_entries_are_revalidated_with_their_validators(StoreKind::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_ranges_are_served_from_stored_responses() {
+    let h = Harness::demo(StoreKind::Memory, OriginConfig::zero_delay()).await;
+    let path = "/api/v1/echo?cache_control=max-age%3D60&body=0123456789";
+    let whole = get(&h, path, &[]).await;
+    let len = whole.body.len();
+
+    let head = get(&h, path, &[("range", "bytes=0-4")]).await;
+    assert_eq!(head.status, 206);
+    assert!(head.is_hit());
+    assert_eq!(head.body, whole.body.slice(0..5));
+    let content_range = format!("bytes 0-4/{len}");
+    assert_eq!(head.header("content-range"), Some(content_range.as_str()));
+
+    let tail = get(&h, path, &[("range", "bytes=-3")]).await;
+    assert_eq!(tail.status, 206);
+    assert_eq!(tail.body, whole.body.slice(len - 3..));
+
+    let past = get(&h, path, &[("range", &format!("bytes={len}-"))]).await;
+    assert_eq!(past.status, 416);
+
+    // If-Range with another validator: the whole response.
+    let changed = get(
+        &h,
+        path,
+        &[("range", "bytes=0-4"), ("if-range", "\"other\"")],
+    )
+    .await;
+    assert_eq!(changed.status, 200);
+    assert_eq!(changed.body, whole.body);
+    assert_eq!(h.upstream_gets(ECHO), 1);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdn_cache_control_overrides_cache_control() {
+    let h = Harness::demo(StoreKind::Memory, OriginConfig::zero_delay()).await;
+    let path = "/api/v1/echo?cache_control=no-store&cdn_cache_control=max-age%3D60&body=d";
+    let first = get(&h, path, &[]).await;
+    let second = get(&h, path, &[]).await;
+    assert!(second.is_hit(), "{}", second.cache_status());
+    assert_eq!(serial(&first), serial(&second));
+    // An invalid targeted field is ignored as a whole: Cache-Control rules again.
+    let invalid = "/api/v1/echo?cache_control=no-store&cdn_cache_control=max-age%3D%2260%22&body=e";
+    get(&h, invalid, &[]).await;
+    assert!(!get(&h, invalid, &[]).await.is_hit());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_posts_are_cached_by_their_body() {
+    let redis = RedisServer::start();
+    let h = Harness::demo(StoreKind::Redis(redis.url()), OriginConfig::zero_delay()).await;
+    let url = h.url("/api/v1/embeddings");
+    let post = |body: &'static str| {
+        let url = url.clone();
+        async move { http::send("POST", &url, &[("content-type", "application/json")], body).await }
+    };
+    let first = post(r#"{"text":"fn main() {}"}"#).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert!(
+        first.cache_status().contains("stored"),
+        "{}",
+        first.cache_status()
+    );
+    let again = post(r#"{"text":"fn main() {}"}"#).await;
+    assert!(again.is_hit(), "{}", again.cache_status());
+    assert_eq!(again.body, first.body);
+    // Another body is another entry.
+    let other = post(r#"{"text":"fn other() {}"}"#).await;
+    assert!(!other.is_hit(), "{}", other.cache_status());
+    assert_ne!(other.body, first.body);
+    assert_eq!(h.origin_count("POST", "/api/v1/embeddings"), 2);
+
+    // A body over `cache.max_request_body` (64 KiB) is forwarded uncached, whole.
+    let big = format!(r#"{{"text":"{}"}}"#, "x ".repeat(40_000));
+    for _ in 0..2 {
+        let r = http::send("POST", &url, &[], &big).await;
+        assert_eq!(r.status, 200);
+        assert!(!r.is_hit(), "{}", r.cache_status());
+        assert_eq!(r.json()["tokens"], 40_000);
+    }
+    // POSTs on routes without `cache_post` are never looked up: analyze is not cached.
+    let analyze = "/api/v1/repositories/1/actions/analyze";
+    for _ in 0..2 {
+        let r = http::send("POST", &h.url(analyze), &[], "").await;
+        assert!(
+            r.cache_status().contains("fwd=method"),
+            "{}",
+            r.cache_status()
+        );
+    }
+    assert_eq!(h.origin_count("POST", analyze), 2);
+    h.stop().await;
+}

@@ -92,8 +92,12 @@ async fn main() {
         .query(&mut conn)
         .unwrap();
     let t = Instant::now();
-    store.purge(&[tag_id("big")], false).await.unwrap();
+    let affected = store.purge(&[tag_id("big")], false).await.unwrap();
     let purge = t.elapsed();
+    assert_eq!(
+        affected, ENTRIES as u64,
+        "the purge counts the entries it invalidated"
+    );
     // Entries: id, time, duration (µs), arguments, client address, client name.
     let entries: Vec<Vec<::redis::Value>> = ::redis::cmd("SLOWLOG")
         .arg("GET")
@@ -113,7 +117,7 @@ async fn main() {
         })
         .max_by_key(|e| e.2);
     println!(
-        "purge of the tag: {:.2} ms end to end; longest Redis command during it: {} µs ({})",
+        "purge of the tag ({affected} entries): {:.2} ms end to end; longest Redis command during it: {} µs ({})",
         purge.as_secs_f64() * 1000.0,
         slowest.as_ref().map(|e| e.2).unwrap_or(0),
         slowest

@@ -207,9 +207,19 @@ async fn the_admin_purge_is_exact_and_needs_the_token() {
         "a refused purge purges nothing"
     );
 
+    // Three more entries of repository 1 (other views), one of repository 2.
+    for p in [
+        "/api/v1/repositories/1/ai-features",
+        "/api/v1/repositories/1/tech-stack",
+        "/api/v1/repositories/1?fields=name",
+        "/api/v1/repositories/2/tech-stack",
+    ] {
+        h.get(p).await;
+    }
     let purged = h.admin_post("/purge", &body).await;
     assert_eq!(purged.status, 200, "{}", purged.text());
     assert_eq!(purged.json()["purged"]["tags"], 1);
+    assert_eq!(purged.json()["entries"], 4, "{}", purged.text());
     assert!(!h.get(paths[0]).await.is_hit());
     assert!(h.get(paths[1]).await.is_hit());
     assert!(h.get(paths[2]).await.is_hit());

@@ -151,17 +151,21 @@ pub async fn purge(
         .collect();
     // The route only matters for keys and prefixes, which all name theirs.
     match crate::proxy::invalidate::apply(&gw, &snapshot, "", &list).await {
-        Ok(generations) => {
+        Ok(purged) => {
             tracing::info!(
                 tags = req.tags.len(),
                 keys = req.keys.len(),
                 prefixes = req.prefixes.len(),
                 soft = req.soft,
+                entries = purged.entries,
                 "purged by the admin API"
             );
             Json(json!({
                 "purged": { "tags": req.tags.len(), "keys": req.keys.len(), "prefixes": req.prefixes.len() },
-                "generations_changed": generations,
+                // Entries stored with these tags since their previous purge: what this purge
+                // invalidated, counted once per purged tag an entry carries (an upper bound).
+                "entries": purged.entries,
+                "generations_changed": purged.generations,
                 "soft": req.soft,
             }))
             .into_response()

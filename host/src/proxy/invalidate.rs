@@ -9,21 +9,34 @@ use crate::gateway::{Gateway, Snapshot};
 use crate::store::key::{key_tag, prefix_invalidation, tag_id};
 use crate::store::{Storage, StoreError, TagId};
 
-/// Purges what `list` names; returns how many tag generations changed.
+/// What a purge did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Purged {
+    /// Tag generations changed (explicit tags, keys, prefixes).
+    pub generations: usize,
+    /// Entries stored with those tags since their previous purge (see [`Storage::purge`]).
+    pub entries: u64,
+}
+
+/// Purges what `list` names.
 pub async fn apply(
     gw: &Gateway,
     snapshot: &Snapshot,
     current_route: &str,
     list: &[Invalidation],
-) -> Result<usize, StoreError> {
+) -> Result<Purged, StoreError> {
     let (hard, soft) = resolve(snapshot, current_route, list);
+    let mut entries = 0;
     if !hard.is_empty() {
-        gw.store.purge(&hard, false).await?;
+        entries += gw.store.purge(&hard, false).await?;
     }
     if !soft.is_empty() {
-        gw.store.purge(&soft, true).await?;
+        entries += gw.store.purge(&soft, true).await?;
     }
-    Ok(hard.len() + soft.len())
+    Ok(Purged {
+        generations: hard.len() + soft.len(),
+        entries,
+    })
 }
 
 /// Splits `list` into (hard, soft) tag ids. Keys and prefixes on a route that does not exist

@@ -836,8 +836,13 @@ impl Exchange {
                 Ok(list) if list.is_empty() => {}
                 Ok(list) => {
                     match invalidate::apply(&self.gw, &self.snapshot, &route.name, &list).await {
-                        Ok(n) => {
-                            tracing::debug!(request_id = self.request_id, tags = n, "invalidated");
+                        Ok(purged) => {
+                            tracing::debug!(
+                                request_id = self.request_id,
+                                tags = purged.generations,
+                                entries = purged.entries,
+                                "invalidated"
+                            );
                         }
                         Err(e) => {
                             tracing::error!(request_id = self.request_id, error = %e, "invalidation failed");

@@ -31,6 +31,8 @@ struct Slot {
 struct Inner {
     entries: HashMap<(String, Digest), Slot>,
     tokens: HashMap<TagId, Token>,
+    /// Entries stored per tag since its last purge.
+    stored_since_purge: HashMap<TagId, u64>,
     /// Insertion order, for eviction; may hold keys already replaced or removed.
     order: VecDeque<(String, Digest)>,
     bytes: usize,
@@ -49,6 +51,7 @@ impl MemoryStore {
     pub fn clear(&self) {
         let mut inner = self.lock();
         inner.entries.clear();
+        inner.stored_since_purge.clear();
         inner.order.clear();
         inner.bytes = 0;
     }
@@ -134,6 +137,9 @@ impl Storage for MemoryStore {
         if tags::may_store(&tokens, new.meta.fill_started_us).is_err() {
             return Ok(StoreOutcome::PurgedDuringFill);
         }
+        for tag in &new.tags {
+            *inner.stored_since_purge.entry(*tag).or_default() += 1;
+        }
         let entry = Entry {
             status: new.status,
             headers: new.headers,
@@ -156,16 +162,18 @@ impl Storage for MemoryStore {
         Ok(StoreOutcome::Stored)
     }
 
-    async fn purge(&self, tags: &[TagId], soft: bool) -> Result<(), StoreError> {
+    async fn purge(&self, tags: &[TagId], soft: bool) -> Result<u64, StoreError> {
         let now = tags::now_us();
         let mut inner = self.lock();
+        let mut affected = 0;
         for tag in tags {
             let previous = inner.tokens.get(tag).copied();
             inner
                 .tokens
                 .insert(*tag, Token::purged(previous, now, soft));
+            affected += inner.stored_since_purge.remove(tag).unwrap_or(0);
         }
-        Ok(())
+        Ok(affected)
     }
 
     fn health(&self) -> StoreHealth {

@@ -107,12 +107,15 @@ pub trait Storage: Send + Sync + 'static {
         entry: NewEntry,
     ) -> impl Future<Output = Result<StoreOutcome, StoreError>> + Send;
 
-    /// Purges `tags`: hard (entries become invalid) or soft (entries become stale).
+    /// Purges `tags`: hard (entries become invalid) or soft (entries become stale). Answers
+    /// how many entries were stored with these tags since each tag's previous purge: an upper
+    /// bound of the entries affected (an entry counts once per purged tag it carries, and
+    /// entries that expired or were replaced meanwhile still count).
     fn purge(
         &self,
         tags: &[TagId],
         soft: bool,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     fn health(&self) -> StoreHealth;
 }
@@ -142,7 +145,7 @@ impl Storage for Store {
         }
     }
 
-    async fn purge(&self, tags: &[TagId], soft: bool) -> Result<(), StoreError> {
+    async fn purge(&self, tags: &[TagId], soft: bool) -> Result<u64, StoreError> {
         match self {
             Store::Memory(s) => s.purge(tags, soft).await,
             Store::Redis(s) => s.purge(tags, soft).await,
@@ -220,13 +223,15 @@ pub mod contract {
     }
 
     pub async fn tag_purge_is_exact(s: &impl Storage) {
-        let (k1, t1) = key("r", &["repo", "1"]);
-        let (k2, t2) = key("r", &["repo", "2"]);
-        let (k10, t10) = key("r", &["repo", "10"]);
+        let (k1, t1) = key("r", &["repo", "21"]);
+        let (k2, t2) = key("r", &["repo", "22"]);
+        let (k10, t10) = key("r", &["repo", "210"]);
         for (k, t) in [(&k1, t1), (&k2, t2), (&k10, t10)] {
             s.store(k, new_entry("x", t, tags::now_us())).await.unwrap();
         }
-        s.purge(&[tag_id("repo:1")], false).await.unwrap();
+        assert_eq!(s.purge(&[tag_id("repo:21")], false).await.unwrap(), 1);
+        // Counted since the previous purge: nothing new.
+        assert_eq!(s.purge(&[tag_id("repo:21")], false).await.unwrap(), 0);
         assert!(body_of(s, &k1).await.is_none());
         assert!(body_of(s, &k2).await.is_some());
         assert!(body_of(s, &k10).await.is_some());

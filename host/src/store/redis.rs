@@ -33,7 +33,8 @@ const BREAKER_OPEN_MS: u64 = 1_000;
 /// Extra life of a tag token beyond the entries that reference it.
 const TOKEN_MARGIN_SECS: u64 = 60;
 
-/// Replaces a tag's token atomically: a soft purge keeps the time of the last hard purge.
+/// Replaces a tag's token atomically (a soft purge keeps the time of the last hard purge), and
+/// takes the count of entries stored with the tag since its previous purge.
 const PURGE_SCRIPT: &str = r#"
 local hard = ARGV[1]
 if ARGV[2] == '1' then
@@ -42,7 +43,7 @@ if ARGV[2] == '1' then
   if old then hard = string.match(old, '^(%d+)%.') or '0' end
 end
 redis.call('SET', KEYS[1], hard .. '.' .. ARGV[1] .. '.' .. ARGV[3], 'EX', ARGV[4])
-return 1
+return tonumber(redis.call('GETDEL', KEYS[2]) or '0')
 "#;
 
 pub struct RedisStore {
@@ -179,6 +180,10 @@ impl RedisStore {
 
     fn tag_key(&self, tag: &TagId) -> String {
         format!("{}tag:{}", self.shared.prefix, tag)
+    }
+
+    fn count_key(&self, tag: &TagId) -> String {
+        format!("{}cnt:{}", self.shared.prefix, tag)
     }
 
     /// The connection, unless Redis is unconnected or the breaker is open.
@@ -324,6 +329,19 @@ impl Storage for RedisStore {
                 .arg(token_life)
                 .arg("GT")
                 .ignore();
+            // Count the entry for the purge's answer; the counter lives as long as the token.
+            let c = self.count_key(tag);
+            pipe.cmd("INCR").arg(&c).ignore();
+            pipe.cmd("EXPIRE")
+                .arg(&c)
+                .arg(token_life)
+                .arg("NX")
+                .ignore();
+            pipe.cmd("EXPIRE")
+                .arg(&c)
+                .arg(token_life)
+                .arg("GT")
+                .ignore();
         }
         let previous: Vec<Option<Vec<u8>>> = if new.tags.is_empty() {
             Vec::new()
@@ -367,17 +385,20 @@ impl Storage for RedisStore {
         Ok(StoreOutcome::Stored)
     }
 
-    async fn purge(&self, tags: &[TagId], soft: bool) -> Result<(), StoreError> {
+    async fn purge(&self, tags: &[TagId], soft: bool) -> Result<u64, StoreError> {
         let mut conn = self.conn()?;
         let now = tags::now_us();
+        let mut affected = 0u64;
         for tag in tags {
             let mut invocation = self.purge_script.key(self.tag_key(tag));
             invocation
+                .key(self.count_key(tag))
                 .arg(now)
                 .arg(if soft { "1" } else { "0" })
                 .arg(format!("{:x}", rand::random::<u64>()))
                 .arg(PURGE_MARKER_TTL_SECS);
-            let _: i64 = self.guarded(invocation.invoke_async(&mut conn)).await?;
+            let n: i64 = self.guarded(invocation.invoke_async(&mut conn)).await?;
+            affected += n.max(0) as u64;
         }
         // Tell every instance, for its in-process state. The purge above is what makes the
         // entries invalid everywhere; a lost announcement only delays an in-process tier,
@@ -395,7 +416,7 @@ impl Storage for RedisStore {
                     .query_async(&mut conn),
             )
             .await?;
-        Ok(())
+        Ok(affected)
     }
 
     fn health(&self) -> StoreHealth {

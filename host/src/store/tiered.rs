@@ -161,7 +161,8 @@ impl Storage for TieredStore {
         outcome
     }
 
-    async fn purge(&self, tags: &[TagId], soft: bool) -> Result<(), StoreError> {
+    /// Counts what Redis counted: it holds every instance's entries, L1 only copies.
+    async fn purge(&self, tags: &[TagId], soft: bool) -> Result<u64, StoreError> {
         self.l1.purge(tags, soft).await?;
         self.l2.purge(tags, soft).await
     }

@@ -108,3 +108,129 @@ async fn a_hung_redis_costs_a_timeout_to_a_handful_of_requests_not_to_all() {
     }
     h.stop().await;
 }
+
+/// Requests succeed from the upstream while Redis answers with an error, which `/health`
+/// shows and counts.
+async fn error_replies_are_survived(url: String, expect: &str) {
+    let h = Harness::demo_without_waiting(StoreKind::Redis(url), OriginConfig::zero_delay()).await;
+    let mut made = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let health = loop {
+        for _ in 0..5 {
+            let r = h.get(PATH).await;
+            made += 1;
+            assert_eq!(r.status, 200, "{}", r.cache_status());
+            assert_eq!(r.json()["id"], 7);
+            assert!(!r.is_hit(), "{}", r.cache_status());
+        }
+        let health = http::get(&h.admin("/health")).await.json();
+        if health["store"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(expect))
+        {
+            break health;
+        }
+        assert!(Instant::now() < deadline, "no {expect:?} in {health}");
+        // Past the breaker's window, the next requests meet the error again.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(health["store"]["errors"].as_u64().unwrap() >= 1, "{health}");
+    // Not one request was answered from Redis or lost: all reached the upstream.
+    assert_eq!(h.upstream_gets(PATH), made);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_with_noeviction_is_survived() {
+    let redis = RedisServer::start_with(&["--maxmemory", "1", "--maxmemory-policy", "noeviction"]);
+    error_replies_are_survived(redis.url(), "OOM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_replica_is_survived() {
+    let dead = larder_tests::free_port().to_string();
+    let redis = RedisServer::start_with(&["--replicaof", "127.0.0.1", &dead]);
+    error_replies_are_survived(redis.url(), "read only replica").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_survived() {
+    let redis = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let url = redis.url().replace("redis://", "redis://:wrong@");
+    error_replies_are_survived(url, "authentication failed").await;
+}
+
+/// Under `maxmemory` with `allkeys-lru`, Redis evicts entries and tag tokens alike. Neither may
+/// break invalidation: an evicted entry is a miss, and an entry whose token was evicted is
+/// invalid (never served with a generation it cannot prove), so after a purge of `repo:7` no
+/// entry of repository 7 is served, however the evictions fell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lru_eviction_never_breaks_invalidation() {
+    use larder::config::RedisConfig;
+    use larder::store::key::tag_id;
+    use larder::store::redis::RedisStore;
+    use larder::store::{EntryMeta, NewEntry, ObjectKey, Storage, now_ms, tags};
+
+    let redis =
+        RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"]);
+    let store = RedisStore::start(&RedisConfig {
+        url: redis.url(),
+        prefix: "larder:".into(),
+        timeout: Duration::from_secs(2),
+    })
+    .unwrap();
+    while !store.health().up {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    const N: usize = 6_000;
+    let key = |i: usize| ObjectKey::derive("r", &["item", &i.to_string()], &[]);
+    let body = bytes::Bytes::from(vec![b'x'; 1024]);
+    for i in 0..N {
+        let k = key(i);
+        let mut tags = k.implicit_tags.clone();
+        tags.push(tag_id(&format!("repo:{}", i % 50)));
+        let entry = NewEntry {
+            status: ::http::StatusCode::OK,
+            headers: ::http::HeaderMap::new(),
+            body: body.clone(),
+            meta: EntryMeta {
+                stored_at_ms: now_ms(),
+                fill_started_us: tags::now_us(),
+                initial_age: 0,
+                ttl: 3600,
+                stale_while_revalidate: 0,
+                stale_if_error: 0,
+                keep: 0,
+                vary_marker: false,
+            },
+            tags,
+        };
+        store.store(&k, entry).await.unwrap();
+    }
+    let evicted: u64 = {
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query(&mut redis.conn())
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("evicted_keys:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    };
+    assert!(evicted > 0, "the test must make Redis evict");
+
+    store.purge(&[tag_id("repo:7")], false).await.unwrap();
+    let (mut served, mut served_of_7) = (0, 0);
+    for i in 0..N {
+        if store.lookup(&key(i)).await.unwrap().is_some() {
+            served += 1;
+            if i % 50 == 7 {
+                served_of_7 += 1;
+            }
+        }
+    }
+    println!("{evicted} keys evicted; {served} of {N} entries still served");
+    assert_eq!(served_of_7, 0, "a purged entry was served after evictions");
+    assert!(served > 0, "eviction kept some entries");
+}

@@ -188,6 +188,7 @@ impl Storage for MemoryStore {
                 self.budget
             )),
             memory_tier: None,
+            errors: 0,
         }
     }
 }

@@ -75,6 +75,8 @@ pub struct StoreHealth {
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_tier: Option<TierHealth>,
+    /// Failed store operations since start.
+    pub errors: u64,
 }
 
 /// The memory tier's state, in `/health`.

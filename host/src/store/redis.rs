@@ -110,7 +110,15 @@ struct Shared {
     /// Last error, for `/health` and for logging once per change.
     last_error: std::sync::Mutex<Option<String>>,
     failing: AtomicBool,
+    /// Failed operations since start (timeouts, refused connections, error replies such as
+    /// OOM, READONLY or NOAUTH).
+    errors: AtomicU64,
+    /// When the current error was last logged (ms since the epoch).
+    logged_at_ms: AtomicU64,
 }
+
+/// A persisting error is logged again at most this often.
+const LOG_INTERVAL_MS: u64 = 60_000;
 
 impl RedisStore {
     /// Creates the store and starts connecting in the background; never fails and never waits.
@@ -124,6 +132,8 @@ impl RedisStore {
             last_error: std::sync::Mutex::new(Some("connecting".into())),
             // Failing until the first answer: `/health` says "connecting" until then.
             failing: AtomicBool::new(true),
+            errors: AtomicU64::new(0),
+            logged_at_ms: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&shared);
         let connect_timeout = config.timeout.max(Duration::from_millis(500));
@@ -227,13 +237,31 @@ impl RedisStore {
 
 impl Shared {
     fn failed(&self, e: &StoreError) {
+        let now = now_ms();
         self.open_until_ms
-            .store(now_ms() + BREAKER_OPEN_MS, Ordering::Relaxed);
-        let msg = e.to_string();
+            .store(now + BREAKER_OPEN_MS, Ordering::Relaxed);
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut msg = e.to_string();
+        // A pipeline repeats its error once per command: keep the message readable.
+        if msg.len() > 240 {
+            let mut cut = 240;
+            while !msg.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            msg.truncate(cut);
+            msg.push_str("...");
+        }
         let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
-        // Log once per change of error, not once per request.
-        if !self.failing.swap(true, Ordering::Relaxed) || last.as_deref() != Some(&msg) {
-            tracing::warn!(error = %msg, "redis failing; requests go to the upstream uncached");
+        // Log once per change of error, and once a minute while it persists; not once per
+        // request.
+        let changed = !self.failing.swap(true, Ordering::Relaxed) || last.as_deref() != Some(&msg);
+        if changed || now >= self.logged_at_ms.load(Ordering::Relaxed) + LOG_INTERVAL_MS {
+            self.logged_at_ms.store(now, Ordering::Relaxed);
+            tracing::warn!(
+                error = %msg,
+                errors = self.errors.load(Ordering::Relaxed),
+                "redis failing; requests go to the upstream uncached"
+            );
         }
         *last = Some(msg);
     }
@@ -431,6 +459,7 @@ impl Storage for RedisStore {
             up: self.shared.conn.get().is_some() && detail.is_none(),
             detail,
             memory_tier: None,
+            errors: self.shared.errors.load(Ordering::Relaxed),
         }
     }
 }

@@ -106,7 +106,7 @@ impl Entry {
         let mut out =
             BytesMut::with_capacity(64 + self.tags.len() * 64 + header_bytes + self.body.len());
         let compressed = (self.body.len() >= COMPRESS_MIN)
-            .then(|| zstd::bulk::compress(&self.body, ZSTD_LEVEL).ok())
+            .then(|| zstd_context::compress(&self.body))
             .flatten()
             .filter(|c| c.len() <= self.body.len() - self.body.len() / 8);
         out.put_slice(MAGIC);
@@ -204,7 +204,7 @@ impl Entry {
                 "compressed body",
             )?;
             let body =
-                zstd::bulk::decompress(&z, len as usize).map_err(|_| Corrupt("compressed body"))?;
+                zstd_context::decompress(&z, len as usize).ok_or(Corrupt("compressed body"))?;
             if body.len() as u64 != len {
                 return Err(Corrupt("compressed body length"));
             }
@@ -237,6 +237,39 @@ impl Entry {
                 .sum::<usize>()
             + self.tags.len() * 48
             + 128
+    }
+}
+
+/// zstd with one compression and one decompression context per thread: making a context costs
+/// more than (de)compressing a typical entry.
+mod zstd_context {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { RefCell::new(None) };
+        static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { RefCell::new(None) };
+    }
+
+    pub fn compress(data: &[u8]) -> Option<Vec<u8>> {
+        COMPRESSOR.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.is_none() {
+                *c = zstd::bulk::Compressor::new(super::ZSTD_LEVEL).ok();
+            }
+            c.as_mut()?.compress(data).ok()
+        })
+    }
+
+    pub fn decompress(data: &[u8], len: usize) -> Option<Vec<u8>> {
+        DECOMPRESSOR.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.is_none() {
+                *d = zstd::bulk::Decompressor::new().ok();
+            }
+            d.as_mut()?.decompress(data, len).ok()
+        })
     }
 }
 

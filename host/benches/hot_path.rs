@@ -60,7 +60,11 @@ fn native_policy(req: &Request) -> RequestDecision {
     {
         return RequestDecision::Pass("credentials".into());
     }
-    let id = req.params.iter().find(|p| p.name == "id").map(|p| p.value.clone());
+    let id = req
+        .params
+        .iter()
+        .find(|p| p.name == "id")
+        .map(|p| p.value.clone());
     RequestDecision::Lookup(CacheKey {
         parts: vec![
             "repo".into(),
@@ -137,7 +141,11 @@ fn entry(body_len: usize) -> Entry {
     }
     json.push_str("{}]}");
     let k = ObjectKey::derive("ai-features", &["repo", "1", "ai-features", ""], &[]);
-    let mut tags: Vec<_> = k.implicit_tags.iter().map(|t| (*t, Token::new_unpurged())).collect();
+    let mut tags: Vec<_> = k
+        .implicit_tags
+        .iter()
+        .map(|t| (*t, Token::new_unpurged()))
+        .collect();
     tags.push((tag_id("repo:1"), Token::new_unpurged()));
     Entry {
         status: http::StatusCode::OK,

@@ -59,7 +59,16 @@ impl Vary {
 
 /// The key of the variant of `base` that `request` selects, given the fields it varies on.
 pub fn variant_key(base: &ObjectKey, fields: &[HeaderName], request: &HeaderMap) -> ObjectKey {
-    let values: Vec<String> = fields.iter().map(|f| normalised(f, request)).collect();
+    keyed(base, fields, |f| normalised(f, request))
+}
+
+/// The variant of `base` whose selecting `fields` have the values `value_of` gives.
+fn keyed(
+    base: &ObjectKey,
+    fields: &[HeaderName],
+    value_of: impl Fn(&HeaderName) -> String,
+) -> ObjectKey {
+    let values: Vec<String> = fields.iter().map(value_of).collect();
     let pairs: Vec<(&str, &str)> = fields
         .iter()
         .map(HeaderName::as_str)
@@ -82,22 +91,13 @@ pub fn language_key(
     if !fields.contains(&header::ACCEPT_LANGUAGE) {
         return None;
     }
-    let values: Vec<String> = fields
-        .iter()
-        .map(|f| {
-            if *f == header::ACCEPT_LANGUAGE {
-                format!("lang:{lang}")
-            } else {
-                normalised(f, request)
-            }
-        })
-        .collect();
-    let pairs: Vec<(&str, &str)> = fields
-        .iter()
-        .map(HeaderName::as_str)
-        .zip(values.iter().map(String::as_str))
-        .collect();
-    Some(base.variant(&pairs))
+    Some(keyed(base, fields, |f| {
+        if *f == header::ACCEPT_LANGUAGE {
+            format!("lang:{lang}")
+        } else {
+            normalised(f, request)
+        }
+    }))
 }
 
 /// The request's most preferred language: the `Accept-Language` range with the highest weight

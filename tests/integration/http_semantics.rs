@@ -261,3 +261,44 @@ async fn embeddings_posts_are_cached_by_their_body() {
     assert_eq!(h.origin_count("POST", analyze), 2);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_of_a_body_too_large_to_store_comes_from_the_origin() {
+    const CONFIG: &str = r#"
+[cache]
+max_object_size = 65536
+
+[[route]]
+name = "blob"
+path = "/api/v1/blob"
+plugin = "standard"
+"#;
+    let h = Harness::with_routes(
+        CONFIG,
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        larder_tests::gateway::install_example_plugins,
+    )
+    .await;
+    // 1 MiB with Content-Length: over max_object_size, so never stored.
+    let path = "/api/v1/blob?bytes=1048576&length=true";
+    let r = get(&h, path, &[("range", "bytes=100-109")]).await;
+    assert_eq!(r.status, 206, "{}", r.cache_status());
+    assert_eq!(r.body.len(), 10);
+    assert_eq!(r.header("content-range"), Some("bytes 100-109/1048576"));
+    assert!(
+        r.cache_status().contains("range-too-large"),
+        "{}",
+        r.cache_status()
+    );
+    // Without a range, the whole body streams through.
+    let whole = get(&h, path, &[]).await;
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.body.len(), 1_048_576);
+    assert!(
+        whole.cache_status().contains("too-large"),
+        "{}",
+        whole.cache_status()
+    );
+    h.stop().await;
+}

@@ -603,6 +603,21 @@ impl Exchange {
             {
                 return r;
             }
+            let max = self.snapshot.config.cache.max_object_size as u64;
+            if self.parts.method == Method::GET
+                && self.parts.headers.contains_key(header::RANGE)
+                && content_length(&rparts.headers).is_some_and(|n| n > max)
+            {
+                // Too large to store, so the range cannot be served from the cache: let the
+                // origin serve it (a client resuming a 1 GiB download wants its range, not the
+                // whole body again).
+                drop(rbody);
+                let status = CacheStatus::forward(Forward::Miss).detail("range-too-large");
+                return Filled::Other(
+                    self.pass_through(Body::empty(), route.upstream_timeout, status)
+                        .await,
+                );
+            }
             match self.read_body(route, rparts, rbody, status.clone()).await {
                 Ok((parts, bytes)) => {
                     rparts = parts;

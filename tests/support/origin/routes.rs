@@ -390,29 +390,64 @@ fn not_modified(params: &EchoParams, request: &HeaderMap) -> bool {
 #[derive(Debug, Deserialize)]
 struct BlobParams {
     bytes: u64,
+    /// Send `Content-Length` (default: chunked, no length).
+    #[serde(default)]
+    length: bool,
 }
 
-/// `bytes` bytes of `x`, streamed in 64 KiB chunks without a `Content-Length`, marked
-/// cacheable: for checking that a body too large to store passes through in bounded memory.
-async fn blob(params: Result<Query<BlobParams>, QueryRejection>) -> Result<Response, ApiError> {
+/// `bytes` bytes of `x`, streamed in 64 KiB chunks, marked cacheable: for checking that a body
+/// too large to store passes through in bounded memory. With `length=true` it sends
+/// `Content-Length` and answers a single `Range: bytes=a-b` with 206.
+async fn blob(
+    request_headers: HeaderMap,
+    params: Result<Query<BlobParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
     const CHUNK: usize = 64 * 1024;
     static ZEROS: [u8; CHUNK] = [b'x'; CHUNK];
-    let Query(BlobParams { bytes: total }) = params?;
+    let Query(params) = params?;
+    let total = params.bytes;
+    let range = request_headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+        .filter(|(a, b)| params.length && a <= b && *b < total);
+    let (start, end) = range.unwrap_or((0, total));
+    let len = if range.is_some() {
+        end - start + 1
+    } else {
+        total
+    };
     let chunks = futures_util::stream::unfold(0u64, move |sent| async move {
-        let n = total.saturating_sub(sent).min(CHUNK as u64);
+        let n = len.saturating_sub(sent).min(CHUNK as u64);
         (n > 0).then(|| {
             let chunk = Bytes::from_static(&ZEROS[..n as usize]);
             (Ok::<_, std::io::Error>(chunk), sent + n)
         })
     });
-    Ok((
+    let mut response = (
         [
             (header::CACHE_CONTROL, "max-age=60"),
             (header::CONTENT_TYPE, "application/octet-stream"),
         ],
         axum::body::Body::from_stream(chunks),
     )
-        .into_response())
+        .into_response();
+    if params.length {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    if range.is_some() {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let value = format!("bytes {start}-{end}/{total}");
+        response.headers_mut().insert(
+            header::CONTENT_RANGE,
+            header_value(&header::CONTENT_RANGE, &value)?,
+        );
+    }
+    Ok(response)
 }
 
 async fn origin_counts(State(shared): AppState) -> Json<Value> {

@@ -1,5 +1,5 @@
 //! The hit path's own costs, one by one: the policy call (the example `analysis-policy` in a
-//! fresh wasmtime instance, against the same decision made by native Rust), the storage key's
+//! wasmtime instance reused between calls, as the gateway does, against the same decision made by native Rust), the storage key's
 //! derivation, and an entry's encoding and decoding (with the zstd body of a Redis value).
 //!
 //! `cargo bench -p larder --bench hot_path` (criterion; about a minute).
@@ -102,7 +102,7 @@ fn policy_call(c: &mut Criterion) {
     assert_eq!(parts(&wasm), parts(&native_policy(&req)));
 
     let mut group = c.benchmark_group("policy on-request (the one call a hit makes)");
-    group.bench_function("analysis-policy, wasm, fresh instance", |b| {
+    group.bench_function("analysis-policy, wasm, reused instance", |b| {
         b.to_async(&runtime)
             .iter(|| async { black_box(plugin.on_request(0, limits, &req).await.unwrap()) })
     });

@@ -17,8 +17,8 @@ pub const POOL_MAX_MEMORY: usize = 64 * 1024 * 1024;
 /// Instances that can exist at once (calls in flight); one more fails that call (open).
 const POOL_INSTANCES: u32 = 512;
 
-/// The pooling allocator: every call gets a fresh instance, but its memory, tables and async
-/// stack come from slots reserved once, so a call costs no `mmap`/`munmap` (and no TLB
+/// The pooling allocator: a new instance (for a first call, or after one failed or served its
+/// share) takes its memory, tables and async stack from slots reserved once, so a call costs no `mmap`/`munmap` (and no TLB
 /// shootdown across cores), and the first pages of each slot stay resident between calls.
 /// Measured under load before it: most of a hit's CPU time went to the kernel mapping and
 /// unmapping an instance per call.
@@ -34,9 +34,12 @@ fn pool() -> wasmtime::PoolingAllocationConfig {
         .total_tables(POOL_INSTANCES * 8)
         .total_stacks(POOL_INSTANCES)
         .max_memory_size(POOL_MAX_MEMORY)
-        .linear_memory_keep_resident(1024 * 1024)
-        .table_keep_resident(64 * 1024)
-        .async_stack_keep_resident(128 * 1024);
+        // Instances are reused (see `Plugin::run_with`), so instantiation is rare: keep little
+        // resident per slot, and few slots warm, so that memory stays flat across reloads.
+        .max_unused_warm_slots(16)
+        .linear_memory_keep_resident(128 * 1024)
+        .table_keep_resident(16 * 1024)
+        .async_stack_keep_resident(64 * 1024);
     pool
 }
 

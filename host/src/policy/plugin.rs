@@ -1,7 +1,7 @@
 //! A loaded plugin, and its three calls.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use larder_bindings::types::{Invalidation, Request, RequestDecision, Response, ResponseDecision};
@@ -23,7 +23,22 @@ pub struct Plugin {
     pre: PolicyPluginPre<CallState>,
     engine: Engine,
     errors: AtomicU64,
+    /// Instances that served a call successfully, ready for the next.
+    idle: Mutex<Vec<Idle>>,
 }
+
+/// An instance between calls, with the store it lives in.
+struct Idle {
+    store: Store<CallState>,
+    instance: PolicyPlugin,
+    calls: u32,
+}
+
+/// Calls an instance serves before it is dropped, which bounds whatever a guest accumulates
+/// in its memory across calls.
+pub const REUSE_CALLS: u32 = 1_000;
+/// Idle instances kept per plugin version.
+const MAX_IDLE: usize = 16;
 
 impl Plugin {
     pub(super) fn new(
@@ -42,12 +57,18 @@ impl Plugin {
             pre,
             engine,
             errors: AtomicU64::new(0),
+            idle: Mutex::new(Vec::new()),
         }
     }
 
     /// Counts a failed call (trap, deadline, memory, malformed answer).
     pub fn count_error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Instances waiting for their next call.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().map(|i| i.len()).unwrap_or(0)
     }
 
     /// Failed calls of this version since it was loaded.
@@ -129,7 +150,7 @@ impl Plugin {
         Ok(list)
     }
 
-    /// Runs `call` on a fresh instance within `limits`.
+    /// Runs `call` on an instance within `limits`.
     async fn run<R>(
         &self,
         request_id: u64,
@@ -141,6 +162,12 @@ impl Plugin {
 
     /// [`Plugin::run`], with the request body's digest for `request-body-digest`; also says
     /// whether the guest asked for it.
+    ///
+    /// Instances are reused: a call takes an idle instance of this plugin version (or makes
+    /// one), and gives it back when the call succeeded, until it has served [`REUSE_CALLS`]
+    /// calls. An instance whose call failed in any way (trap, deadline, memory, cancelled) is
+    /// dropped: its state is not trusted. The WIT lets the host do this (policies are stateless
+    /// per request); it turns a call from a fresh instantiation into a plain function call.
     async fn run_with<R>(
         &self,
         request_id: u64,
@@ -148,11 +175,65 @@ impl Plugin {
         body_digest: Option<&str>,
         call: impl AsyncFnOnce(&mut Store<CallState>, &PolicyPlugin) -> wasmtime::Result<R>,
     ) -> Result<(R, bool), PluginError> {
-        let mut state = CallState::new(self.name.clone(), request_id, limits);
-        state.body_digest = body_digest.map(str::to_owned);
-        let mut store = Store::new(&self.engine, state);
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        // The epoch budget counts time the guest runs; this wall-clock bound also covers time
+        // spent waiting for a worker thread, generously, as a backstop.
+        let backstop = limits.deadline * 4 + Duration::from_millis(50);
+        let work = async {
+            let (mut store, instance, calls) = match idle {
+                Some(Idle {
+                    store,
+                    instance,
+                    calls,
+                }) => (store, Some(instance), calls),
+                None => (self.new_store(request_id, limits), None, 0),
+            };
+            store.data_mut().reset(request_id, limits, body_digest);
+            store.set_epoch_deadline(1);
+            let instance = match instance {
+                Some(instance) => instance,
+                None => match self.pre.instantiate_async(&mut store).await {
+                    Ok(instance) => instance,
+                    Err(e) => return (Err((true, e)), store, None),
+                },
+            };
+            let result = call(&mut store, &instance).await.map_err(|e| (false, e));
+            (result, store, Some((instance, calls + 1)))
+        };
+        match tokio::time::timeout(backstop, work).await {
+            Ok((Ok(result), store, Some((instance, calls)))) => {
+                let asked = store.data().body_digest_asked;
+                if calls < REUSE_CALLS {
+                    let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                    if idle.len() < MAX_IDLE {
+                        idle.push(Idle {
+                            store,
+                            instance,
+                            calls,
+                        });
+                    }
+                }
+                Ok((result, asked))
+            }
+            Ok((Ok(_), _, None)) => unreachable!("a call that ran has an instance"),
+            Ok((Err((instantiating, e)), store, _)) => {
+                Err(self.classify(&store, limits, instantiating, e))
+            }
+            // Dropping the future cancels the guest; the store is dropped with it.
+            Err(_) => Err(PluginError::DeadlineExceeded {
+                plugin: self.name.to_string(),
+                version: self.version.clone(),
+                deadline: limits.deadline,
+            }),
+        }
+    }
+
+    fn new_store(&self, request_id: u64, limits: Limits) -> Store<CallState> {
+        let mut store = Store::new(
+            &self.engine,
+            CallState::new(self.name.clone(), request_id, limits),
+        );
         store.limiter(|s| &mut s.memory);
-        store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
             if state.ticks_left == 0 {
@@ -162,28 +243,7 @@ impl Plugin {
             state.ticks_left -= 1;
             Ok(UpdateDeadline::Yield(1))
         });
-
-        // The epoch budget counts time the guest runs; this wall-clock bound also covers time
-        // spent waiting for a worker thread, generously, as a backstop.
-        let backstop = limits.deadline * 4 + Duration::from_millis(50);
-        let work = async {
-            let instance = self
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| (true, e))?;
-            call(&mut store, &instance).await.map_err(|e| (false, e))
-        };
-        match tokio::time::timeout(backstop, work).await {
-            Ok(Ok(result)) => Ok((result, store.data().body_digest_asked)),
-            Ok(Err((instantiating, e))) => Err(self.classify(&store, limits, instantiating, e)),
-            // Dropping the future cancels the guest; the store is dropped with it.
-            Err(_) => Err(PluginError::DeadlineExceeded {
-                plugin: self.name.to_string(),
-                version: self.version.clone(),
-                deadline: limits.deadline,
-            }),
-        }
+        store
     }
 
     fn classify(

@@ -1,7 +1,8 @@
 //! What a policy instance may touch: the per-call `Store` and its limits.
 //!
-//! Every call gets a fresh `Store`, so nothing a request does can leak into another's answer, and
-//! a trapped instance (whose state may be half-updated) is simply dropped. The store carries:
+//! An instance and its `Store` serve many calls (`Plugin::run_with`); [`CallState::reset`] gives
+//! each call its own budget, limits and inputs, and an instance whose call failed (whose state
+//! may be half-updated) is dropped, never reused. The store carries:
 //! - a WASI context with nothing in it: no preopened directories, no environment, no sockets, no
 //!   stdin, output discarded, and both clocks frozen at the epoch. Guests built for
 //!   `wasm32-wasip2` import these interfaces even when they never use them, so they must be
@@ -66,6 +67,18 @@ impl CallState {
             body_digest: None,
             body_digest_asked: false,
         }
+    }
+
+    /// Readies a store that served earlier calls for the next one: a fresh budget, limits and
+    /// request identity, nothing left over from the previous call's request.
+    pub fn reset(&mut self, request_id: u64, limits: Limits, body_digest: Option<&str>) {
+        self.memory.max = limits.memory;
+        self.memory.hit = false;
+        self.ticks_left = (limits.deadline.as_micros() / TICK.as_micros()).max(1) as u64;
+        self.deadline_hit = false;
+        self.request_id = request_id;
+        self.body_digest = body_digest.map(str::to_owned);
+        self.body_digest_asked = false;
     }
 }
 

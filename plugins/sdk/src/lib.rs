@@ -35,10 +35,10 @@
 //!
 //! # Statelessness
 //!
-//! The host may give every request a fresh instance, so the trait's functions are associated
-//! functions without `self`: everything a policy may know arrives in its arguments, including
-//! the route's settings ([`Request::setting`]). A policy has no clock (it is frozen at the Unix
-//! epoch), no files, no network and no environment.
+//! The host reuses instances between requests and replaces them at will, so the trait's
+//! functions are associated functions without `self`: everything a policy may know arrives in
+//! its arguments, including the route's settings ([`Request::setting`]). A policy has no clock
+//! (it is frozen at the Unix epoch), no files, no network and no environment.
 //!
 //! # Errors
 //!
@@ -87,8 +87,8 @@ pub use freshness::follow_origin;
 /// A cache policy. Implement it on a unit struct and register the struct with
 /// [`export_policy!`].
 ///
-/// The functions take no `self`: the host may use a fresh instance for every request, so a
-/// policy must not keep state between calls. Route settings ([`Request::setting`]) are the way
+/// The functions take no `self`: the host reuses instances between requests and replaces them
+/// at will, so a policy must not keep state between calls. Route settings ([`Request::setting`]) are the way
 /// to configure one plugin differently per route.
 pub trait Policy {
     /// Called for every request of a route served by this plugin, before the cache is

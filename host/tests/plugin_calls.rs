@@ -1,0 +1,98 @@
+//! Plugin instances are reused between calls, safely: every call gets a fresh budget and its
+//! own request's inputs, an instance whose call failed is dropped, and none serves forever.
+
+#[allow(dead_code)]
+#[path = "../../tests/support/plugins.rs"]
+mod plugins;
+
+use std::time::Duration;
+
+use larder::policy::PluginEngine;
+use larder::policy::plugin::REUSE_CALLS;
+use larder::policy::sandbox::Limits;
+use larder_bindings::types::{Param, Request, RequestDecision};
+
+const LIMITS: Limits = Limits {
+    deadline: Duration::from_millis(5),
+    memory: 16 * 1024 * 1024,
+};
+
+fn request(method: &str, path: &str, route: &str) -> Request {
+    Request {
+        method: method.into(),
+        path: path.into(),
+        query: None,
+        headers: vec![],
+        route_name: route.into(),
+        route_pattern: path.into(),
+        params: vec![Param {
+            name: "id".into(),
+            value: "1".into(),
+        }],
+        settings: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_serves_many_calls_then_is_replaced() {
+    let engine = PluginEngine::new().unwrap();
+    let bytes = std::fs::read(plugins::path("analysis-policy")).unwrap();
+    let plugin = engine.load("analysis-policy", &bytes).unwrap();
+    let req = request("GET", "/api/v1/repositories/1", "repository");
+    // More calls than an instance may serve: each within its own fresh deadline budget.
+    // Sequential calls share one instance; it is dropped after REUSE_CALLS calls (the load's
+    // trial call counts as the first instance's first), and the next call makes a new one.
+    let mut retired = 0;
+    for i in 0..(2 * REUSE_CALLS as u64 + 10) {
+        let d = plugin.on_request(i, LIMITS, &req).await.unwrap();
+        assert!(matches!(d, RequestDecision::Lookup(_)), "call {i}");
+        match plugin.idle_instances() {
+            1 => {}
+            0 => retired += 1,
+            n => panic!("{n} idle instances after sequential calls"),
+        }
+    }
+    assert_eq!(retired, 2, "two instances served their {REUSE_CALLS} calls");
+    assert_eq!(plugin.error_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_instance_does_not_see_the_previous_calls_body_digest() {
+    let engine = PluginEngine::new().unwrap();
+    let bytes = std::fs::read(plugins::path("analysis-policy")).unwrap();
+    let plugin = engine.load("analysis-policy", &bytes).unwrap();
+    let post = request("POST", "/api/v1/embeddings", "embeddings");
+    let (d, asked) = plugin
+        .on_request_with_body(1, LIMITS, &post, Some("ab12"))
+        .await
+        .unwrap();
+    assert!(asked && matches!(d, RequestDecision::Lookup(_)));
+    // The same instance, the next request: no digest offered, none seen.
+    let (d, asked) = plugin
+        .on_request_with_body(2, LIMITS, &post, None)
+        .await
+        .unwrap();
+    assert!(!asked);
+    assert!(
+        matches!(d, RequestDecision::Pass(ref r) if r == "method"),
+        "{d:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_whose_call_failed_is_dropped() {
+    let engine = PluginEngine::new().unwrap();
+    for hostile in ["panic", "loop-forever"] {
+        let bytes = std::fs::read(plugins::path(hostile)).unwrap();
+        let plugin = engine.load(hostile, &bytes).unwrap();
+        let idle_after_load = plugin.idle_instances();
+        let req = request("GET", "/x", "x");
+        assert!(plugin.on_request(1, LIMITS, &req).await.is_err());
+        assert!(
+            plugin.idle_instances() <= idle_after_load.saturating_sub(1),
+            "{hostile}: the failed instance went back to the pool"
+        );
+        assert!(plugin.on_request(2, LIMITS, &req).await.is_err());
+        assert_eq!(plugin.idle_instances(), 0, "{hostile}");
+    }
+}

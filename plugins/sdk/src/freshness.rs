@@ -162,6 +162,18 @@ pub enum Heuristic {
 
 impl Heuristic {
     /// The heuristic lifetime of `resp` in seconds, if any.
+    ///
+    /// ```
+    /// use larder_sdk::freshness::Heuristic;
+    /// use larder_sdk::Response;
+    ///
+    /// let resp = Response::new(200)
+    ///     .with_header("date", "Thu, 01 Jan 2026 10:00:00 GMT")
+    ///     .with_header("last-modified", "Thu, 01 Jan 2026 00:00:00 GMT");
+    /// let tenth = Heuristic::SinceModified { percent: 10, max: 86400 };
+    /// assert_eq!(tenth.lifetime(&resp), Some(3600));
+    /// assert_eq!(Heuristic::Off.lifetime(&resp), None);
+    /// ```
     pub fn lifetime(self, resp: &Response) -> Option<u32> {
         match self {
             Heuristic::Off => None,
@@ -250,6 +262,18 @@ impl FollowOrigin {
     }
 
     /// Applies the rules (see the [module documentation](self)).
+    ///
+    /// ```
+    /// use larder_sdk::freshness::{FollowOrigin, NotStorable};
+    /// use larder_sdk::{Request, Response};
+    ///
+    /// let req = Request::new("GET", "/");
+    /// let resp = Response::new(200).with_header("cache-control", "max-age=120, stale-if-error=60");
+    /// let freshness = FollowOrigin::new().evaluate(&req, &resp).unwrap();
+    /// assert_eq!((freshness.ttl, freshness.stale_if_error), (120, 60));
+    /// let resp = Response::new(200);
+    /// assert_eq!(FollowOrigin::new().evaluate(&req, &resp), Err(NotStorable::NoExplicitFreshness));
+    /// ```
     pub fn evaluate(&self, req: &Request, resp: &Response) -> Result<Freshness, NotStorable> {
         if !is_storable_status(resp.status) {
             return Err(NotStorable::Status);
@@ -365,6 +389,14 @@ pub fn follow_origin(req: &Request, resp: &Response) -> ResponseDecision {
 /// `Expires` minus `Date` (RFC 9111 section 4.2.1). `None` when none applies, including an
 /// `Expires` without a parseable `Date` (the guest has no clock to stand in for `Date`).
 /// An unparseable `Expires` counts as a lifetime of zero.
+///
+/// ```
+/// use larder_sdk::freshness::explicit_lifetime;
+/// use larder_sdk::Response;
+///
+/// let resp = Response::new(200).with_header("cache-control", "max-age=60, s-maxage=600");
+/// assert_eq!(explicit_lifetime(&resp, &resp.cache_control()), Some(600));
+/// ```
 pub fn explicit_lifetime(resp: &Response, cc: &CacheControl) -> Option<u32> {
     if let Some(s_maxage) = cc.s_maxage {
         return Some(s_maxage);
@@ -383,12 +415,27 @@ pub fn explicit_lifetime(resp: &Response, cc: &CacheControl) -> Option<u32> {
 
 /// The response's current age in seconds: its `Age` header, or 0 if absent or invalid. Larder
 /// talks to the origin directly, so the response delay is negligible next to `Age`.
+///
+/// ```
+/// use larder_sdk::freshness::current_age;
+/// use larder_sdk::Response;
+///
+/// assert_eq!(current_age(&Response::new(200).with_header("age", "30")), 30);
+/// assert_eq!(current_age(&Response::new(200)), 0);
+/// ```
 pub fn current_age(resp: &Response) -> u32 {
     resp.header("age").and_then(parse_age).unwrap_or(0)
 }
 
 /// Whether RFC 9110 section 15.1 defines `status` as heuristically cacheable: 200, 203, 204,
 /// 206, 300, 301, 308, 404, 405, 410, 414 and 501. (Larder never stores 206 anyway.)
+///
+/// ```
+/// use larder_sdk::freshness::{is_heuristically_cacheable, is_storable_status};
+///
+/// assert!(is_heuristically_cacheable(404) && !is_heuristically_cacheable(500));
+/// assert!(is_storable_status(500) && !is_storable_status(206));
+/// ```
 pub fn is_heuristically_cacheable(status: u16) -> bool {
     matches!(
         status,

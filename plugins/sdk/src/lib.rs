@@ -98,6 +98,37 @@ pub trait Policy {
     /// There is no default: the key is the policy's decision. For methods other than GET and
     /// HEAD the host treats `lookup` as `pass`, except for a POST that asked for
     /// [`request_body_digest`].
+    ///
+    /// ```
+    /// use larder_sdk::{CacheKey, Policy, Request, RequestDecision};
+    ///
+    /// struct Items;
+    ///
+    /// impl Policy for Items {
+    ///     fn on_request(req: &Request) -> RequestDecision {
+    ///         if !req.is_safe() {
+    ///             return RequestDecision::pass("method");
+    ///         }
+    ///         match req.param("id") {
+    ///             // A path parameter and a header in the key.
+    ///             Some(id) => RequestDecision::lookup(CacheKey::new([
+    ///                 "item",
+    ///                 id,
+    ///                 req.header("x-tenant").unwrap_or("public"),
+    ///             ])),
+    ///             None => RequestDecision::pass("no-id"),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let req = Request::new("GET", "/items/7")
+    ///     .with_param("id", "7")
+    ///     .with_header("x-tenant", "acme");
+    /// assert_eq!(
+    ///     Items::on_request(&req),
+    ///     RequestDecision::lookup(CacheKey::new(["item", "7", "acme"]))
+    /// );
+    /// ```
     fn on_request(req: &Request) -> RequestDecision;
 
     /// Called after the upstream answered a lookup that missed. Decide whether and how long to
@@ -105,12 +136,68 @@ pub trait Policy {
     ///
     /// The default, [`follow_origin`], stores only what the origin's `Cache-Control`/`Expires`
     /// explicitly allows a shared cache to store (see [`freshness`]), without tags.
+    ///
+    /// ```
+    /// use larder_sdk::{
+    ///     CacheKey, Policy, Request, RequestDecision, Response, ResponseDecision, StoreDirective,
+    /// };
+    ///
+    /// struct Items;
+    ///
+    /// impl Policy for Items {
+    ///     fn on_request(req: &Request) -> RequestDecision {
+    ///         RequestDecision::lookup(CacheKey::new([req.path.as_str()]))
+    ///     }
+    ///
+    ///     // A TTL per status (from the route's settings), and a tag to purge by.
+    ///     fn on_response(req: &Request, resp: &Response) -> ResponseDecision {
+    ///         let ttl = match resp.status {
+    ///             200 => req.setting_or("ttl", 300u32),
+    ///             404 => 30,
+    ///             _ => return ResponseDecision::no_store("status"),
+    ///         };
+    ///         let id = req.param("id").unwrap_or_default();
+    ///         ResponseDecision::store(StoreDirective::ttl(ttl).tag(format!("item:{id}")))
+    ///     }
+    /// }
+    ///
+    /// let req = Request::new("GET", "/items/7").with_param("id", "7");
+    /// assert_eq!(
+    ///     Items::on_response(&req, &Response::new(404)),
+    ///     ResponseDecision::store(StoreDirective::ttl(30).tag("item:7"))
+    /// );
+    /// ```
     fn on_response(req: &Request, resp: &Response) -> ResponseDecision {
         follow_origin(req, resp)
     }
 
     /// Called after an unsafe request (POST, PUT, PATCH, DELETE) was answered with a 2xx or
     /// 3xx status. Return the entries that write made wrong; the default invalidates nothing.
+    ///
+    /// ```
+    /// use larder_sdk::{CacheKey, Invalidation, Policy, Request, RequestDecision, Response};
+    ///
+    /// struct Items;
+    ///
+    /// impl Policy for Items {
+    ///     fn on_request(req: &Request) -> RequestDecision {
+    ///         RequestDecision::lookup(CacheKey::new([req.path.as_str()]))
+    ///     }
+    ///
+    ///     // `PUT /items/7` purges everything tagged `item:7`, on any route.
+    ///     fn on_invalidate(req: &Request, _resp: &Response) -> Vec<Invalidation> {
+    ///         req.param("id")
+    ///             .map(|id| vec![Invalidation::tag(format!("item:{id}"))])
+    ///             .unwrap_or_default()
+    ///     }
+    /// }
+    ///
+    /// let put = Request::new("PUT", "/items/7").with_param("id", "7");
+    /// assert_eq!(
+    ///     Items::on_invalidate(&put, &Response::new(204)),
+    ///     [Invalidation::tag("item:7")]
+    /// );
+    /// ```
     fn on_invalidate(req: &Request, resp: &Response) -> Vec<Invalidation> {
         let _ = (req, resp);
         Vec::new()
@@ -146,6 +233,7 @@ macro_rules! export_policy {
 
             impl $crate::bindings::exports::larder::policy::policy::Guest for __LarderPolicyExport {
                 fn on_request(req: $crate::Request) -> $crate::RequestDecision {
+                    $crate::__private::log_panics();
                     <$policy as $crate::Policy>::on_request(&req)
                 }
 
@@ -153,6 +241,7 @@ macro_rules! export_policy {
                     req: $crate::Request,
                     resp: $crate::Response,
                 ) -> $crate::ResponseDecision {
+                    $crate::__private::log_panics();
                     <$policy as $crate::Policy>::on_response(&req, &resp)
                 }
 
@@ -160,6 +249,7 @@ macro_rules! export_policy {
                     req: $crate::Request,
                     resp: $crate::Response,
                 ) -> ::std::vec::Vec<$crate::Invalidation> {
+                    $crate::__private::log_panics();
                     <$policy as $crate::Policy>::on_invalidate(&req, &resp)
                 }
             }
@@ -175,6 +265,19 @@ macro_rules! export_policy {
 #[doc(hidden)]
 pub mod __private {
     pub use wit_bindgen;
+
+    /// Installs, once per instance, a panic hook that sends the panic's message and location
+    /// to the gateway's log. In WebAssembly a panic ends in an `unreachable` trap, and the
+    /// sandbox discards the guest's standard error, so without this the author would see only
+    /// the trap.
+    pub fn log_panics() {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            std::panic::set_hook(Box::new(|info| {
+                crate::error(&format!("plugin {}", info.to_string().replace('\n', " ")));
+            }));
+        });
+    }
 }
 
 /// Writes `message` to the gateway's log at `level`, tagged by the host with the plugin's name
@@ -241,12 +344,27 @@ pub mod testing {
     }
 
     /// Sets what [`request_body_digest`](crate::request_body_digest) returns on this thread.
+    ///
+    /// ```
+    /// use larder_sdk::testing::set_body_digest;
+    ///
+    /// set_body_digest(Some("ab12"));
+    /// assert_eq!(larder_sdk::request_body_digest().as_deref(), Some("ab12"));
+    /// set_body_digest(None);
+    /// assert_eq!(larder_sdk::request_body_digest(), None);
+    /// ```
     pub fn set_body_digest(digest: Option<&str>) {
         BODY_DIGEST.with(|d| *d.borrow_mut() = digest.map(str::to_owned));
     }
 }
 
 /// [`log`] at [`LogLevel::Debug`].
+///
+/// ```no_run
+/// let ttl = 600;
+/// larder_sdk::debug(&format!("storing for {ttl} s"));
+/// larder_sdk::warn("setting `ttl` is negative; not storing");
+/// ```
 pub fn debug(message: &str) {
     log(LogLevel::Debug, message);
 }

@@ -114,6 +114,17 @@ impl Request {
     /// The value of the first header named `name` (compared case-insensitively), if any.
     ///
     /// Repeated fields are not joined; use [`Request::header_values`] for all of them.
+    ///
+    /// ```
+    /// use larder_sdk::Request;
+    ///
+    /// let req = Request::new("GET", "/")
+    ///     .with_header("Accept", "application/json")
+    ///     .with_header("accept", "text/html");
+    /// assert_eq!(req.header("ACCEPT"), Some("application/json"));
+    /// assert_eq!(req.header_values("accept").count(), 2);
+    /// assert!(!req.has_header("authorization"));
+    /// ```
     pub fn header(&self, name: &str) -> Option<&str> {
         find_header(&self.headers, name)
     }
@@ -130,6 +141,21 @@ impl Request {
 
     /// The value of the path parameter `name` captured by the route pattern (`{id}`),
     /// percent-decoded by the host.
+    ///
+    /// ```
+    /// use larder_sdk::{CacheKey, Request, RequestDecision};
+    ///
+    /// // Route `path = "/docs/{lang}/{page}"`, request `/docs/en/intro`:
+    /// let req = Request::new("GET", "/docs/en/intro")
+    ///     .with_route("docs", "/docs/{lang}/{page}")
+    ///     .with_param("lang", "en")
+    ///     .with_param("page", "intro");
+    /// let decision = match (req.param("lang"), req.param("page")) {
+    ///     (Some(lang), Some(page)) => RequestDecision::lookup(CacheKey::new([page, lang])),
+    ///     _ => RequestDecision::pass("no-page"),
+    /// };
+    /// assert_eq!(decision, RequestDecision::lookup(CacheKey::new(["intro", "en"])));
+    /// ```
     pub fn param(&self, name: &str) -> Option<&str> {
         find_param(&self.params, name)
     }
@@ -137,6 +163,15 @@ impl Request {
     /// The value of the route setting `name` (`[route.settings]` in the gateway's config),
     /// rendered as a string: numbers and booleans appear in their TOML form (`"1800"`,
     /// `"true"`).
+    ///
+    /// ```
+    /// use larder_sdk::Request;
+    ///
+    /// // `[route.settings] view = "summary"` in the gateway's config:
+    /// let req = Request::new("GET", "/").with_setting("view", "summary");
+    /// assert_eq!(req.setting("view"), Some("summary"));
+    /// assert_eq!(req.setting("missing"), None);
+    /// ```
     pub fn setting(&self, name: &str) -> Option<&str> {
         find_param(&self.settings, name)
     }
@@ -171,6 +206,14 @@ impl Request {
 
     /// The route setting `name` parsed as `T`: `Ok(None)` when absent, `Err(raw)` with the raw
     /// text when present but not parseable.
+    ///
+    /// ```
+    /// use larder_sdk::Request;
+    ///
+    /// let req = Request::new("GET", "/").with_setting("ttl", "ten minutes");
+    /// assert_eq!(req.setting_parse::<u32>("ttl"), Err("ten minutes".to_owned()));
+    /// assert_eq!(req.setting_parse::<u32>("absent"), Ok(None));
+    /// ```
     pub fn setting_parse<T: FromStr>(&self, name: &str) -> Result<Option<T>, String> {
         match self.setting(name) {
             None => Ok(None),
@@ -179,17 +222,40 @@ impl Request {
     }
 
     /// Whether the method is GET or HEAD: the only methods whose responses Larder caches.
+    ///
+    /// ```
+    /// use larder_sdk::Request;
+    ///
+    /// assert!(Request::new("HEAD", "/").is_safe());
+    /// assert!(!Request::new("POST", "/").is_safe());
+    /// ```
     pub fn is_safe(&self) -> bool {
         self.method.eq_ignore_ascii_case("GET") || self.method.eq_ignore_ascii_case("HEAD")
     }
 
     /// The query string without the leading `?`, or `""` when the request had none. Handy as
     /// the last key part.
+    ///
+    /// ```
+    /// use larder_sdk::{CacheKey, Request};
+    ///
+    /// let req = Request::new("GET", "/search").with_query("q=larder&page=2");
+    /// let key = CacheKey::new([req.path.as_str(), req.query_or_empty()]);
+    /// assert_eq!(key.parts, ["/search", "q=larder&page=2"]);
+    /// assert_eq!(Request::new("GET", "/").query_or_empty(), "");
+    /// ```
     pub fn query_or_empty(&self) -> &str {
         self.query.as_deref().unwrap_or("")
     }
 
     /// The request's `Cache-Control` directives (all fields combined).
+    ///
+    /// ```
+    /// use larder_sdk::Request;
+    ///
+    /// let req = Request::new("GET", "/").with_header("cache-control", "no-store");
+    /// assert!(req.cache_control().no_store);
+    /// ```
     pub fn cache_control(&self) -> CacheControl {
         CacheControl::parse(self.header_values("cache-control"))
     }
@@ -238,11 +304,27 @@ impl Response {
     }
 
     /// Whether the status is 2xx.
+    ///
+    /// ```
+    /// use larder_sdk::Response;
+    ///
+    /// assert!(Response::new(204).is_success());
+    /// assert!(!Response::new(304).is_success());
+    /// ```
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
 
     /// The response's `Cache-Control` directives (all fields combined).
+    ///
+    /// ```
+    /// use larder_sdk::Response;
+    ///
+    /// let resp = Response::new(200).with_header("cache-control", "private, max-age=60");
+    /// let cc = resp.cache_control();
+    /// assert!(cc.private);
+    /// assert_eq!(cc.max_age, Some(60));
+    /// ```
     pub fn cache_control(&self) -> CacheControl {
         CacheControl::parse(self.header_values("cache-control"))
     }
@@ -274,6 +356,13 @@ impl CacheKey {
 
     /// Appends one part.
     #[must_use]
+    ///
+    /// ```
+    /// use larder_sdk::CacheKey;
+    ///
+    /// let key = CacheKey::new(["repo", "7"]).part("readme");
+    /// assert_eq!(key.parts, ["repo", "7", "readme"]);
+    /// ```
     pub fn part(mut self, part: impl Into<String>) -> Self {
         self.parts.push(part.into());
         self
@@ -282,6 +371,14 @@ impl CacheKey {
     /// Adds request headers whose values select a variant of the object (like `Vary`). Names
     /// are lower-cased; the host adds the headers' values to the key.
     #[must_use]
+    ///
+    /// ```
+    /// use larder_sdk::CacheKey;
+    ///
+    /// // One entry per language the client asks for, without putting the header in the parts.
+    /// let key = CacheKey::new(["page", "intro"]).vary(["Accept-Language"]);
+    /// assert_eq!(key.vary, ["accept-language"]);
+    /// ```
     pub fn vary<I>(mut self, headers: I) -> Self
     where
         I: IntoIterator,
@@ -296,12 +393,32 @@ impl CacheKey {
 impl RequestDecision {
     /// Forward the request upstream and do not store the answer. `reason` is short and
     /// machine-friendly (`"method"`, `"credentials"`); the host shows it in `Cache-Status`.
+    ///
+    /// ```
+    /// use larder_sdk::{Request, RequestDecision};
+    ///
+    /// fn on_request(req: &Request) -> RequestDecision {
+    ///     if req.has_header("authorization") {
+    ///         return RequestDecision::pass("credentials");
+    ///     }
+    ///     RequestDecision::pass("not-yet")
+    /// }
+    /// let req = Request::new("GET", "/me").with_header("authorization", "Bearer x");
+    /// assert_eq!(on_request(&req), RequestDecision::Pass("credentials".into()));
+    /// ```
     pub fn pass(reason: impl Into<String>) -> Self {
         Self::Pass(reason.into())
     }
 
     /// Look the request up under `key`; on a miss the host forwards it and calls
     /// [`Policy::on_response`](crate::Policy::on_response).
+    ///
+    /// ```
+    /// use larder_sdk::{CacheKey, RequestDecision};
+    ///
+    /// let decision = RequestDecision::lookup(CacheKey::new(["item", "42"]));
+    /// assert!(matches!(decision, RequestDecision::Lookup(ref k) if k.parts == ["item", "42"]));
+    /// ```
     pub fn lookup(key: CacheKey) -> Self {
         Self::Lookup(key)
     }
@@ -366,6 +483,21 @@ impl StoreDirective {
 
 impl ResponseDecision {
     /// Store the response under the key chosen by `on_request`.
+    ///
+    /// ```
+    /// use larder_sdk::{Response, ResponseDecision, StoreDirective};
+    ///
+    /// // A TTL per status.
+    /// fn decide(resp: &Response) -> ResponseDecision {
+    ///     match resp.status {
+    ///         200 => ResponseDecision::store(StoreDirective::ttl(600)),
+    ///         404 => ResponseDecision::store(StoreDirective::ttl(30)),
+    ///         _ => ResponseDecision::no_store("status"),
+    ///     }
+    /// }
+    /// assert_eq!(decide(&Response::new(404)), ResponseDecision::store(StoreDirective::ttl(30)));
+    /// assert_eq!(decide(&Response::new(500)), ResponseDecision::no_store("status"));
+    /// ```
     pub fn store(directive: StoreDirective) -> Self {
         Self::Store(directive)
     }
@@ -378,6 +510,15 @@ impl ResponseDecision {
     /// Adds tags if this is a `store` decision; a `no-store` decision is returned unchanged.
     /// Handy on top of [`follow_origin`](crate::follow_origin).
     #[must_use]
+    ///
+    /// ```
+    /// use larder_sdk::{follow_origin, Request, Response, ResponseDecision, StoreDirective};
+    ///
+    /// let req = Request::new("GET", "/repos/1").with_param("id", "1");
+    /// let resp = Response::new(200).with_header("cache-control", "max-age=60");
+    /// let decision = follow_origin(&req, &resp).with_tags(["repo:1"]);
+    /// assert_eq!(decision, ResponseDecision::store(StoreDirective::ttl(60).tag("repo:1")));
+    /// ```
     pub fn with_tags<I>(self, tags: I) -> Self
     where
         I: IntoIterator,
@@ -392,6 +533,15 @@ impl ResponseDecision {
 
 impl KeyRef {
     /// A key (or key prefix) on the route of the request being handled.
+    ///
+    /// ```
+    /// use larder_sdk::{Invalidation, KeyRef};
+    ///
+    /// // On `DELETE /items/42`, purge the entry `on_request` stored for `GET /items/42`
+    /// // (key parts `["item", "42"]`) on the same route.
+    /// let purge = Invalidation::key(KeyRef::here(["item", "42"]));
+    /// assert!(!purge.soft);
+    /// ```
     pub fn here<I>(parts: I) -> Self
     where
         I: IntoIterator,
@@ -404,6 +554,13 @@ impl KeyRef {
     }
 
     /// A key (or key prefix) on the route named `route` in the gateway's config.
+    ///
+    /// ```
+    /// use larder_sdk::{Invalidation, KeyRef};
+    ///
+    /// // Every entry of the route named "search" in larder.toml whose key starts with "items".
+    /// let purge = Invalidation::prefix(KeyRef::on_route("search", ["items"]));
+    /// ```
     pub fn on_route<I>(route: impl Into<String>, parts: I) -> Self
     where
         I: IntoIterator,
@@ -461,6 +618,14 @@ impl Invalidation {
 
     /// Sets whether this is a soft purge (see [`Invalidation::soft`]).
     #[must_use]
+    ///
+    /// ```
+    /// use larder_sdk::{Invalidation, Request};
+    ///
+    /// let req = Request::new("PUT", "/items/42").with_setting("soft_purge", "true");
+    /// let purge = Invalidation::tag("item:42").soft_if(req.setting_or("soft_purge", false));
+    /// assert!(purge.soft);
+    /// ```
     pub fn soft_if(mut self, soft: bool) -> Self {
         self.soft = soft;
         self

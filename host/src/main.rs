@@ -1,11 +1,11 @@
-//! The `larder` command: `serve`, and the plugin author's tools `plugin check` / `plugin run`.
+//! The `larder` command: `serve`, and the plugin author's tools `plugin new` / `check` / `run`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use larder::config::{Config, EnvOverrides};
-use larder::policy::devtool;
+use larder::policy::{devtool, scaffold};
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +55,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PluginCommand {
+    /// Create a policy crate (Cargo.toml, src/lib.rs with tests, README.md) that builds with
+    /// `cargo build --release --target wasm32-wasip2`.
+    New(scaffold::NewArgs),
     /// Check that a .wasm file is a policy component for this gateway and list its exports.
     Check { file: PathBuf },
     /// Call a policy with a request (and optionally a response) and print its decisions as JSON.
@@ -86,6 +89,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Plugin { command } => match command {
+            PluginCommand::New(args) => {
+                let cwd = std::env::current_dir().context("no current directory")?;
+                let created = scaffold::new_plugin(&args, &cwd)?;
+                println!("{created}");
+                Ok(())
+            }
             PluginCommand::Check { file } => {
                 let report = devtool::check(&file).await?;
                 println!("{report}");

@@ -219,3 +219,328 @@ fn sighup_reloads_and_sigterm_stops_gracefully() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// Runs `larder plugin new ARGS` in `cwd`.
+fn plugin_new(cwd: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_larder"))
+        .args(["plugin", "new"])
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run larder plugin new")
+}
+
+/// Points `<dir>/target` at one build directory shared by every run of the scaffold tests, so
+/// the SDK and wit-bindgen are compiled once per checkout, not once per run. (The generated
+/// crates differ only in their own small library.)
+fn share_target_dir(dir: &std::path::Path) {
+    let shared = plugins::workspace_root().join("target/scaffold-test");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::os::unix::fs::symlink(&shared, dir.join("target")).unwrap();
+}
+
+/// Runs a shell command line as a plugin author would type it, in `cwd`, with this build's
+/// `larder` first on the PATH; panics with its output if it fails.
+fn sh(cwd: &std::path::Path, line: &str) -> String {
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_larder"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", line]).current_dir(cwd).env("PATH", path);
+    // The outer `cargo test` sets variables meant for its own build.
+    for var in [
+        "CARGO_TARGET_DIR",
+        "RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO",
+    ] {
+        cmd.env_remove(var);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "`{line}` failed in {}:\n{}{}",
+        cwd.display(),
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `cargo ...` and `larder ...` lines of the README's "Test, build, try" block.
+fn readme_commands(readme: &str) -> Vec<String> {
+    let section = readme
+        .split("## Test, build, try")
+        .nth(1)
+        .expect("README has a \"Test, build, try\" section");
+    let block = section
+        .split("```sh")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block");
+    block
+        .lines()
+        .map(|l| l.split(" # ").next().unwrap().trim().to_owned())
+        .filter(|l| l.starts_with("cargo ") || l.starts_with("larder "))
+        .collect()
+}
+
+#[test]
+fn plugin_new_scaffolds_a_crate_that_builds_checks_and_decides_outside_the_workspace() {
+    // A temporary directory: outside this workspace, so the crate must be a workspace of its
+    // own and find the SDK by itself (here next to the `larder` binary, in this checkout).
+    let tmp = tempfile::tempdir().unwrap();
+    let out = plugin_new(tmp.path(), &["shop-items"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("created") && stdout.contains("larder plugin check"),
+        "{stdout}"
+    );
+    let dir = tmp.path().join("shop-items");
+    share_target_dir(&dir);
+
+    // Every command the generated README documents, verbatim: the native tests, the wasm
+    // build, `plugin check`, and three `plugin run`s whose decisions we check.
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let commands = readme_commands(&readme);
+    assert!(
+        commands
+            .iter()
+            .any(|c| c == "cargo build --release --target wasm32-wasip2"),
+        "{commands:?}"
+    );
+    let mut runs = Vec::new();
+    for line in &commands {
+        let stdout = sh(&dir, line);
+        if line.starts_with("larder plugin check") {
+            assert!(
+                stdout.contains("ok") && stdout.contains("larder:policy@0.1.0"),
+                "{stdout}"
+            );
+        }
+        if line.starts_with("larder plugin run") {
+            runs.push(serde_json::from_str::<serde_json::Value>(&stdout).unwrap());
+        }
+    }
+    let [ok, not_found, put] = &runs[..] else {
+        panic!("expected three `larder plugin run` lines in the README: {commands:?}");
+    };
+    assert_eq!(
+        ok["on_request"]["lookup"]["parts"],
+        serde_json::json!(["item", "42", "acme", ""]),
+        "{ok}"
+    );
+    assert_eq!(ok["on_response"]["store"]["ttl"], 300, "{ok}");
+    assert_eq!(
+        ok["on_response"]["store"]["tags"],
+        serde_json::json!(["item:42", "tenant:acme"]),
+        "{ok}"
+    );
+    assert_eq!(
+        not_found["on_request"]["lookup"]["parts"],
+        serde_json::json!(["item", "42", "public", ""]),
+        "{not_found}"
+    );
+    assert_eq!(not_found["on_response"]["store"]["ttl"], 30, "{not_found}");
+    assert_eq!(
+        put["on_invalidate"],
+        serde_json::json!([{ "target": { "tag": "item:42" }, "soft": false }]),
+        "{put}"
+    );
+
+    // Generating again over it is refused, and leaves it alone.
+    let out = plugin_new(tmp.path(), &["shop-items"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert!(dir.join("src/lib.rs").is_file());
+}
+
+#[test]
+fn plugin_new_in_a_workspace_makes_a_member_that_builds() {
+    // A workspace laid out like this repository's: `plugins/*` members, the SDK a workspace
+    // dependency. The generated crate must inherit from it, not start a workspace of its own.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let sdk = plugins::workspace_root().join("plugins/sdk");
+    std::fs::create_dir(root.join("plugins")).unwrap();
+    std::fs::write(
+        root.join("Cargo.toml"),
+        format!(
+            "[workspace]\nresolver = \"3\"\nmembers = [\"plugins/*\"]\n\n\
+             [workspace.package]\nversion = \"0.1.0\"\nedition = \"2024\"\nrust-version = \"1.95\"\nlicense = \"Apache-2.0\"\npublish = false\n\n\
+             [workspace.dependencies]\nlarder-sdk = {{ path = {:?} }}\n\n\
+             [workspace.lints.rust]\nunsafe_code = \"deny\"\n\n\
+             # The standalone scaffold's profile, so both tests share compiled dependencies.\n\
+             [profile.release]\nopt-level = \"s\"\ndebug = false\nstrip = \"debuginfo\"\n",
+            sdk.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::copy(
+        plugins::workspace_root().join("Cargo.lock"),
+        root.join("Cargo.lock"),
+    )
+    .unwrap();
+    share_target_dir(root);
+
+    let out = plugin_new(root, &["docs", "--dir", "plugins/docs"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("a member of the workspace"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let dir = root.join("plugins/docs");
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("larder-sdk.workspace = true") && !manifest.contains("[workspace]"),
+        "{manifest}"
+    );
+    sh(&dir, "cargo build --release --target wasm32-wasip2");
+    let check = sh(
+        &dir,
+        "larder plugin check ../../target/wasm32-wasip2/release/docs.wasm",
+    );
+    assert!(check.contains("ok"), "{check}");
+}
+
+#[test]
+fn plugin_new_refuses_bad_names_and_an_unknown_sdk() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, why) in [
+        ("My_Policy", "must start with a lower-case letter"),
+        ("my_policy", "'_' is not allowed"),
+        ("../escape", "must start with a lower-case letter"),
+        ("test", "reserved"),
+    ] {
+        let out = plugin_new(tmp.path(), &[name]);
+        assert!(!out.status.success(), "{name} accepted");
+        assert!(stderr(&out).contains(why), "{name}: {}", stderr(&out));
+    }
+    let out = plugin_new(tmp.path(), &["fine", "--sdk", tmp.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not the larder-sdk crate"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing was created by the refusals.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+/// `plugin check` on a file; its stderr, after asserting that it failed.
+fn check_fails(file: &std::path::Path) -> String {
+    let out = larder(&["plugin", "check", file.to_str().unwrap()]);
+    assert!(!out.status.success(), "{} accepted", file.display());
+    stderr(&out)
+}
+
+/// A built plugin with every occurrence of `from` replaced by `to` (same length): what a
+/// plugin built against another version of the WIT looks like to the gateway.
+fn patched(name: &str, from: &str, to: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    assert_eq!(from.len(), to.len());
+    let mut bytes = std::fs::read(plugins::path(name)).unwrap();
+    let mut found = 0;
+    let mut i = 0;
+    while let Some(at) = bytes[i..]
+        .windows(from.len())
+        .position(|w| w == from.as_bytes())
+    {
+        bytes[i + at..i + at + from.len()].copy_from_slice(to.as_bytes());
+        i += at + from.len();
+        found += 1;
+    }
+    assert!(found > 0, "{from} not in {name}");
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn loading_errors_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // A core module: what a wasm32-unknown-unknown or wasm32-wasip1 build makes.
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let err = check_fails(&core);
+    assert!(
+        err.contains("core WebAssembly module, not a component")
+            && err.contains("cargo build --release --target wasm32-wasip2")
+            && err.contains("wasm-tools component new"),
+        "{err}"
+    );
+
+    // Not WebAssembly at all, and WebAssembly text.
+    let text = dir.path().join("text.wasm");
+    std::fs::write(&text, b"(component)").unwrap();
+    assert!(check_fails(&text).contains("WebAssembly text"));
+    let json = dir.path().join("json.wasm");
+    std::fs::write(&json, b"{\"not\": \"wasm\"}").unwrap();
+    assert!(check_fails(&json).contains("magic bytes"));
+
+    // A component that exports nothing.
+    let empty = dir.path().join("empty.wasm");
+    std::fs::write(&empty, b"\0asm\x0d\0\x01\0").unwrap();
+    let err = check_fails(&empty);
+    assert!(
+        err.contains("does not export `larder:policy/policy@0.1.0` (it exports nothing)")
+            && err.contains("larder_sdk::export_policy!"),
+        "{err}"
+    );
+
+    // Built against a newer WIT: the export, or the host import, of another version.
+    let newer = patched(
+        "standard",
+        "larder:policy/policy@0.1.0",
+        "larder:policy/policy@0.2.0",
+        dir.path(),
+    );
+    let err = check_fails(&newer);
+    assert!(
+        err.contains("exports `larder:policy/policy@0.2.0`, but this gateway calls `larder:policy/policy@0.1.0`")
+            && err.contains("rebuild it with the larder-sdk of this gateway"),
+        "{err}"
+    );
+    let newer_host = patched(
+        "analysis-policy",
+        "larder:policy/host@0.1.0",
+        "larder:policy/host@0.9.0",
+        dir.path(),
+    );
+    let err = check_fails(&newer_host);
+    assert!(
+        err.contains(
+            "imports `larder:policy/host@0.9.0`, but this gateway provides `larder:policy@0.1.0`"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_panic_at_call_time_is_explained_with_its_message() {
+    let out = larder(&[
+        "plugin",
+        "run",
+        plugins::path("panic").to_str().unwrap(),
+        "--path",
+        "/boom",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    // The SDK's panic hook logs the message through the host; the error says what it means.
+    assert!(
+        err.contains("panic plugin: deliberate panic in on_request for /boom"),
+        "{err}"
+    );
+    assert!(
+        err.contains("trapped: the policy panicked") && err.contains("larder plugin run"),
+        "{err}"
+    );
+}

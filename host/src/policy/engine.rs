@@ -115,6 +115,13 @@ impl PluginEngine {
     /// blocking thread, never from a tokio worker.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Plugin, PluginError> {
         let version = content_hash(bytes);
+        let compile_error = |reason: String| PluginError::Compile {
+            plugin: name.to_owned(),
+            reason,
+        };
+        if let Some(reason) = not_a_component(bytes) {
+            return Err(compile_error(reason));
+        }
         let component = match self
             .cache
             .as_ref()
@@ -123,10 +130,9 @@ impl PluginEngine {
             Some(cached) => cached,
             None => {
                 let compiled = Component::from_binary(&self.engine, bytes).map_err(|e| {
-                    PluginError::Compile {
-                        plugin: name.to_owned(),
-                        reason: format!("{e:#}"),
-                    }
+                    compile_error(format!(
+                        "{e:#} (the file is damaged or was cut short: rebuild it with `cargo build --release --target wasm32-wasip2` and copy it again)"
+                    ))
                 })?;
                 if let Some(cache) = &self.cache {
                     cache.store(bytes, &compiled);
@@ -134,9 +140,17 @@ impl PluginEngine {
                 compiled
             }
         };
-        let world = |e: wasmtime::Error| PluginError::World {
+        let world = |reason: String| PluginError::World {
             plugin: name.to_owned(),
-            reason: format!("{e:#}"),
+            reason,
+        };
+        check_world(&self.engine, &component).map_err(world)?;
+        // What `check_world` lets through and the linker still refuses: a function or type
+        // whose signature differs from this gateway's WIT.
+        let world = |e: wasmtime::Error| {
+            world(format!(
+                "{e:#} (rebuild it with the larder-sdk of this gateway, whose wit/ defines `{WIT_PACKAGE}`)"
+            ))
         };
         let pre = self.linker.instantiate_pre(&component).map_err(world)?;
         let pre = PolicyPluginPre::new(pre).map_err(world)?;
@@ -151,6 +165,96 @@ impl PluginEngine {
     }
 }
 
+/// The WIT package this gateway implements, and the interface a policy must export.
+pub const WIT_PACKAGE: &str = "larder:policy@0.1.0";
+pub const POLICY_EXPORT: &str = "larder:policy/policy@0.1.0";
+
+/// Why `bytes` is not a binary component at all, in words that say what to do; `None` when
+/// it has a component's header (whether the rest is valid is the compiler's to say).
+///
+/// The header is the first 8 bytes: the magic `\0asm`, then a version and layer, which tell a
+/// core module (what `wasm32-unknown-unknown` and `wasm32-wasip1` builds produce) from a
+/// component (what `wasm32-wasip2` builds produce).
+pub fn not_a_component(bytes: &[u8]) -> Option<String> {
+    const BUILD: &str = "build the plugin with `cargo build --release --target wasm32-wasip2` and use target/wasm32-wasip2/release/<crate>.wasm";
+    if bytes.is_empty() {
+        return Some(format!(
+            "the file is empty (a build or a copy that did not finish?): {BUILD}"
+        ));
+    }
+    if bytes.trim_ascii_start().starts_with(b"(") {
+        return Some(format!(
+            "this is WebAssembly text (.wat), which the gateway does not load: {BUILD}"
+        ));
+    }
+    if !bytes.starts_with(b"\0asm") {
+        return Some(format!(
+            "the file does not start with the WebAssembly magic bytes `\\0asm`, so it is not WebAssembly: {BUILD}"
+        ));
+    }
+    match bytes.get(4..8) {
+        Some([0x0d, 0x00, 0x01, 0x00]) => None,
+        Some([0x01, 0x00, 0x00, 0x00]) => Some(
+            "this file is a core WebAssembly module, not a component: build with `cargo build --release --target wasm32-wasip2` (wasm32-unknown-unknown and wasm32-wasip1 builds make core modules; a wasip1 module can be turned into a component with `wasm-tools component new`)".to_owned(),
+        ),
+        Some(other) => Some(format!(
+            "unknown WebAssembly binary version/layer {other:02x?} (a component has [0d, 00, 01, 00]): {BUILD}"
+        )),
+        None => Some(format!(
+            "the file is cut short ({} bytes, shorter than a WebAssembly header): {BUILD}",
+            bytes.len()
+        )),
+    }
+}
+
+/// Checks a component's imports and exports against the `larder:policy@0.1.0` world by name,
+/// so that the common mistakes get a message that says what to do rather than the linker's
+/// (which names one missing item at a time and not why it is missing).
+fn check_world(engine: &Engine, component: &Component) -> Result<(), String> {
+    let ty = component.component_type();
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    if !exports.contains(&POLICY_EXPORT) {
+        if let Some(other) = exports
+            .iter()
+            .find(|e| e.starts_with("larder:policy/policy"))
+        {
+            return Err(format!(
+                "the component exports `{other}`, but this gateway calls `{POLICY_EXPORT}`: it was built against another version of the larder:policy WIT; rebuild it with the larder-sdk of this gateway (whose wit/ defines `{WIT_PACKAGE}`)"
+            ));
+        }
+        let list = if exports.is_empty() {
+            "it exports nothing".to_owned()
+        } else {
+            format!("it exports {}", quoted_list(&exports))
+        };
+        return Err(format!(
+            "the component does not export `{POLICY_EXPORT}` ({list}): implement `larder_sdk::Policy` for a type and register it once with `larder_sdk::export_policy!(YourType)`"
+        ));
+    }
+    for (import, _) in ty.imports(engine) {
+        if let Some(rest) = import.strip_prefix("larder:policy/") {
+            if !rest.ends_with("@0.1.0") {
+                return Err(format!(
+                    "the component imports `{import}`, but this gateway provides `{WIT_PACKAGE}`: it was built against another version of the larder:policy WIT; rebuild it with the larder-sdk of this gateway"
+                ));
+            }
+        } else if !import.starts_with("wasi:") {
+            return Err(format!(
+                "the component imports `{import}`, which a policy cannot have (the gateway provides WASI 0.2, granting nothing, and `larder:policy/host@0.1.0`): remove the dependency that needs it"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn quoted_list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The first 12 hex digits of the BLAKE3 hash of a plugin file: its version in logs and
 /// `/health`.
 pub fn content_hash(bytes: &[u8]) -> String {
@@ -161,4 +265,46 @@ pub fn content_hash(bytes: &[u8]) -> String {
 /// `wasmtime::Error` is not a `std::error::Error`; carry its full chain as text.
 fn wasm_error(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:#}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_tells_a_module_from_a_component_and_says_what_to_do() {
+        let core = not_a_component(b"\0asm\x01\0\0\0").unwrap();
+        assert!(
+            core.contains("core WebAssembly module, not a component")
+                && core.contains("--target wasm32-wasip2"),
+            "{core}"
+        );
+        assert_eq!(not_a_component(b"\0asm\x0d\0\x01\0rest"), None);
+        assert!(not_a_component(b"").unwrap().contains("empty"));
+        assert!(not_a_component(b"  (module)").unwrap().contains("text"));
+        assert!(not_a_component(b"ELF\x7f....").unwrap().contains("magic"));
+        assert!(not_a_component(b"\0asm\x01").unwrap().contains("cut short"));
+        assert!(
+            not_a_component(b"\0asm\x02\0\0\0")
+                .unwrap()
+                .contains("unknown WebAssembly binary version")
+        );
+    }
+
+    #[test]
+    fn a_component_without_the_policy_export_is_told_to_use_the_macro() {
+        let engine = PluginEngine::new().unwrap();
+        let err = engine
+            .load("empty", b"\0asm\x0d\0\x01\0")
+            .err()
+            .expect("an empty component is refused")
+            .to_string();
+        assert!(
+            err.starts_with("plugin empty: does not fit the larder:policy@0.1.0 world")
+                && err
+                    .contains("does not export `larder:policy/policy@0.1.0` (it exports nothing)")
+                && err.contains("larder_sdk::export_policy!(YourType)"),
+            "{err}"
+        );
+    }
 }

@@ -7,6 +7,7 @@
 //! - [`sandbox`]: what an instance may touch, and its time and memory limits.
 //! - [`convert`]: the request as the policy sees it, and the checks on what it answers.
 //! - [`set`]: the plugins of one configuration, as a snapshot requests take at entry.
+//! - [`devtool`], [`scaffold`]: the policy author's tools (`larder plugin check|run|new`).
 
 pub mod code_cache;
 pub mod convert;
@@ -14,6 +15,7 @@ pub mod devtool;
 pub mod engine;
 pub mod plugin;
 pub mod sandbox;
+pub mod scaffold;
 pub mod set;
 
 pub use engine::PluginEngine;
@@ -29,13 +31,11 @@ pub enum PluginError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "plugin {plugin}: not a valid WebAssembly component: {reason} (build it with `cargo build --target wasm32-wasip2` and the larder-sdk)"
-    )]
+    /// The file is not a component, or not a valid one. `reason` says what to do.
+    #[error("plugin {plugin}: not a valid WebAssembly component: {reason}")]
     Compile { plugin: String, reason: String },
-    #[error(
-        "plugin {plugin}: does not fit the larder:policy@0.1.0 world: {reason} (rebuild it against this gateway's wit/ with the larder-sdk)"
-    )]
+    /// A component, but not of the `larder:policy@0.1.0` world. `reason` says what to do.
+    #[error("plugin {plugin}: does not fit the larder:policy@0.1.0 world: {reason}")]
     World { plugin: String, reason: String },
     #[error("plugin {plugin}@{version}: failed to instantiate: {reason}")]
     Instantiate {

@@ -277,7 +277,7 @@ impl Plugin {
             PluginError::Trap {
                 plugin,
                 version,
-                reason: format!("{e:#}"),
+                reason: format!("{} ({e:#})", trap_hint(&e)),
             }
         }
     }
@@ -288,5 +288,26 @@ impl Plugin {
             version: self.version.clone(),
             reason,
         }
+    }
+}
+
+/// What a trap means for the policy's author, and what to do about it. The wasmtime error
+/// that follows it in the message names the trap and the guest's backtrace.
+pub fn trap_hint(e: &wasmtime::Error) -> &'static str {
+    use wasmtime::Trap;
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::UnreachableCodeReached) => {
+            "the policy panicked (a Rust panic is an `unreachable` trap in WebAssembly; plugins built with the larder-sdk log the panic message just before this): avoid `unwrap`, `expect` and indexing on request data, and return `RequestDecision::pass(\"reason\")` / `ResponseDecision::no_store(\"reason\")` instead; reproduce it with a native `cargo test` or `larder plugin run` on the same request"
+        }
+        Some(Trap::StackOverflow) => {
+            "the policy overflowed its stack (unbounded recursion?): reproduce it with `larder plugin run` on the same request"
+        }
+        Some(Trap::MemoryOutOfBounds) | Some(Trap::TableOutOfBounds) => {
+            "the policy accessed memory out of bounds (unsafe code, or a broken build?): rebuild it with `cargo build --release --target wasm32-wasip2` and reproduce it with `larder plugin run`"
+        }
+        Some(Trap::IntegerDivisionByZero) | Some(Trap::IntegerOverflow) => {
+            "the policy divided by zero or overflowed an integer conversion: check divisions on settings and header values"
+        }
+        _ => "the policy trapped: reproduce it with `larder plugin run` on the same request",
     }
 }

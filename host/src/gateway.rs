@@ -19,12 +19,15 @@ use crate::store::Store;
 use crate::store::memory::{self, MemoryStore};
 use crate::store::redis::RedisStore;
 use crate::store::tiered::TieredStore;
+use crate::telemetry::{RouteTelemetry, Telemetry};
 
 /// One consistent view of config, routes and plugins.
 pub struct Snapshot {
     pub config: Arc<Config>,
     pub routes: RouteTable,
     pub plugins: PluginSet,
+    /// Counters of each route (indexed like `routes.routes()`), with its plugin's version.
+    pub telemetry: Vec<RouteTelemetry>,
 }
 
 /// A snapshot that cannot serve: a route names a plugin that did not load.
@@ -44,6 +47,7 @@ impl Snapshot {
         config: Arc<Config>,
         engine: &PluginEngine,
         previous: Option<&Snapshot>,
+        telemetry: &Telemetry,
     ) -> Result<Self, anyhow::Error> {
         let routes = RouteTable::new(&config.routes).map_err(anyhow::Error::msg)?;
         let plugins = PluginSet::load_dir(
@@ -53,10 +57,20 @@ impl Snapshot {
             default_limits(&config),
         )
         .await;
+        let telemetry = routes
+            .routes()
+            .iter()
+            .map(|r| {
+                let plugin = &r.config.plugin;
+                let version = plugins.get(plugin).map_or("", |p| p.version.as_str());
+                telemetry.route(&r.config.name, plugin, version)
+            })
+            .collect();
         Ok(Self {
             config,
             routes,
             plugins,
+            telemetry,
         })
     }
 
@@ -113,6 +127,7 @@ pub struct Gateway {
     pub reload_lock: tokio::sync::Mutex<()>,
     /// Fills in flight (misses and background refreshes), for request coalescing.
     pub coalescer: Arc<crate::proxy::coalesce::Coalescer>,
+    pub telemetry: Telemetry,
 }
 
 impl Gateway {
@@ -121,7 +136,8 @@ impl Gateway {
     pub async fn new(config: Config) -> anyhow::Result<Arc<Self>> {
         let engine = PluginEngine::with_code_cache(config.plugins.code_cache.as_deref())?;
         let config = Arc::new(config);
-        let snapshot = Snapshot::build(config.clone(), &engine, None).await?;
+        let telemetry = Telemetry::new();
+        let snapshot = Snapshot::build(config.clone(), &engine, None, &telemetry).await?;
         snapshot.check()?;
         let store = match &config.redis {
             Some(redis) => {
@@ -150,7 +166,7 @@ impl Gateway {
             }
         };
         let upstream = Upstream::new(config.server.upstream.clone());
-        Ok(Arc::new(Self {
+        let gateway = Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             store,
             upstream,
@@ -158,7 +174,10 @@ impl Gateway {
             next_request_id: AtomicU64::new(1),
             reload_lock: tokio::sync::Mutex::new(()),
             coalescer: Default::default(),
-        }))
+            telemetry,
+        });
+        upkeep(&gateway);
+        Ok(gateway)
     }
 
     /// The current snapshot; hold it for the whole request.
@@ -174,6 +193,20 @@ impl Gateway {
     pub fn request_id(&self) -> u64 {
         self.next_request_id.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// Folds histogram samples into their buckets every second, so that they do not pile up
+/// between scrapes; stops with the gateway.
+fn upkeep(gateway: &Arc<Gateway>) {
+    let gateway = Arc::downgrade(gateway);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let Some(gw) = gateway.upgrade() else { return };
+            gw.telemetry.run_upkeep();
+        }
+    });
 }
 
 /// `redis://user:secret@host` -> `redis://user:***@host`, for logs.

@@ -19,6 +19,7 @@
 //! - [`reload`]: replacing the snapshot without a restart; [`watch`]: doing it on file changes.
 //! - [`admin`]: the admin listener (`/health`, `/plugins`, `/plugins/reload`, and with the
 //!   admin token `/purge` and `/warm`).
+//! - [`telemetry`]: what `/metrics`, `/stats` and the dashboard show.
 //! - [`server`]: binding, serving, graceful shutdown.
 
 pub mod admin;
@@ -30,6 +31,7 @@ pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod watch;
 
 pub use config::Config;

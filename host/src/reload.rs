@@ -23,11 +23,21 @@ pub struct ReloadReport {
 /// Reloads; on error the running snapshot is untouched.
 pub async fn reload(gw: &Gateway) -> anyhow::Result<ReloadReport> {
     let _one_at_a_time = gw.reload_lock.lock().await;
+    let result = publish(gw).await;
+    match &result {
+        Ok(report) => gw.telemetry.reloaded(&report.refused),
+        Err(e) => gw.telemetry.reload_failed(&format!("{e:#}")),
+    }
+    result
+}
+
+async fn publish(gw: &Gateway) -> anyhow::Result<ReloadReport> {
     let current = gw.snapshot();
     let path = current.config.path.clone();
     let env = current.config.env.clone();
     let config = tokio::task::spawn_blocking(move || Config::load(&path, &env)).await??;
-    let snapshot = Snapshot::build(Arc::new(config), &gw.engine, Some(&current)).await?;
+    let snapshot =
+        Snapshot::build(Arc::new(config), &gw.engine, Some(&current), &gw.telemetry).await?;
     snapshot.check()?;
     let report = ReloadReport {
         routes: snapshot.routes.routes().len(),

@@ -13,6 +13,8 @@ use crate::config::RouteConfig;
 #[derive(Debug)]
 pub struct Route {
     pub config: RouteConfig,
+    /// Position in config order: indexes the snapshot's per-route tables.
+    pub index: usize,
 }
 
 /// The routes of one configuration, ready to match.
@@ -43,9 +45,10 @@ impl RouteTable {
     pub fn new(configs: &[RouteConfig]) -> Result<Self, String> {
         let mut by_pattern: Vec<(String, Vec<Arc<Route>>)> = Vec::new();
         let mut routes = Vec::with_capacity(configs.len());
-        for config in configs {
+        for (index, config) in configs.iter().enumerate() {
             let route = Arc::new(Route {
                 config: config.clone(),
+                index,
             });
             routes.push(route.clone());
             match by_pattern.iter_mut().find(|(p, _)| *p == config.path) {

@@ -105,6 +105,27 @@ async fn failing_plugins_fail_open_with_the_reason() {
             .unwrap();
         assert!(p["errors"].as_u64().unwrap() >= 2, "{name}: {p}");
     }
+    // ... and shows in the metrics by kind, and in the stats as requests passed by error.
+    let metrics = http::get(&h.admin("/metrics")).await.text();
+    for (plugin, kind) in [
+        ("loop-forever", "plugin-deadline"),
+        ("memory-hog", "plugin-memory"),
+        ("panic", "plugin-trap"),
+        ("bad-key", "plugin-malformed"),
+    ] {
+        let line = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("larder_plugin_errors_total{")
+                    && l.contains(&format!("plugin=\"{plugin}\""))
+                    && l.contains(&format!("kind=\"{kind}\""))
+            })
+            .unwrap_or_else(|| panic!("no error count for {plugin}:\n{metrics}"));
+        assert!(line.ends_with(" 2"), "{line}");
+    }
+    let stats = http::get(&h.admin("/stats")).await.json();
+    assert_eq!(stats["total"]["error"], 8, "{stats}");
+    assert_eq!(stats["total"]["hit"], 0, "{stats}");
     h.stop().await;
 }
 

@@ -1,7 +1,9 @@
-//! The admin listener: health, plugins, reload, purge, warm. Bind it to loopback or a private
-//! network; `/purge` and `/warm` also need the admin token.
+//! The admin listener: the dashboard, health, metrics, stats, plugins, reload, purge, warm.
+//! Bind it to loopback or a private network; `/purge` and `/warm` also need the admin token.
 
+mod dashboard;
 mod purge;
+mod stats;
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -18,6 +20,9 @@ use crate::store::{Storage, StoreHealth};
 
 pub fn router(gw: Arc<Gateway>) -> axum::Router {
     axum::Router::new()
+        .route("/", get(dashboard::page))
+        .route("/metrics", get(stats::metrics))
+        .route("/stats", get(stats::stats))
         .route("/health", get(health))
         .route("/plugins", get(plugins))
         .route("/plugins/reload", post(reload))

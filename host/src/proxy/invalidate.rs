@@ -8,6 +8,7 @@ use larder_bindings::types::{Invalidation, InvalidationTarget};
 use crate::gateway::{Gateway, Snapshot};
 use crate::store::key::{key_tag, prefix_invalidation, tag_id};
 use crate::store::{Storage, StoreError, TagId};
+use crate::telemetry::InvalidationKind;
 
 /// What a purge did.
 #[derive(Debug, Clone, Copy, Default)]
@@ -33,10 +34,32 @@ pub async fn apply(
     if !soft.is_empty() {
         entries += gw.store.purge(&soft, true).await?;
     }
+    count(gw, list, entries);
     Ok(Purged {
         generations: hard.len() + soft.len(),
         entries,
     })
+}
+
+/// Counts applied purges by kind, for `/metrics` and `/stats`.
+fn count(gw: &Gateway, list: &[Invalidation], entries: u64) {
+    let mut by_kind = [0usize; 3];
+    for inv in list {
+        let kind = match inv.target {
+            InvalidationTarget::Tag(_) => InvalidationKind::Tag,
+            InvalidationTarget::Key(_) => InvalidationKind::Key,
+            InvalidationTarget::Prefix(_) => InvalidationKind::Prefix,
+        };
+        by_kind[kind as usize] += 1;
+    }
+    for kind in [
+        InvalidationKind::Tag,
+        InvalidationKind::Key,
+        InvalidationKind::Prefix,
+    ] {
+        gw.telemetry.invalidated(kind, by_kind[kind as usize]);
+    }
+    gw.telemetry.invalidated_entries(entries);
 }
 
 /// Splits `list` into (hard, soft) tag ids. Keys and prefixes on a route that does not exist

@@ -28,7 +28,8 @@ pub mod range;
 pub mod upstream;
 pub mod vary;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -46,6 +47,7 @@ use crate::store::{
     Entry, EntryMeta, Found, NewEntry, ObjectKey, Standing, Storage, StoreError, StoreOutcome,
     now_ms,
 };
+use crate::telemetry::{Class, RouteTelemetry, Served};
 use body::Buffered;
 use cache_status::{CacheStatus, Forward};
 use coalesce::{Role, Shared};
@@ -58,27 +60,41 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Body>) -> Response<Body> {
     let snapshot = gw.snapshot();
     let request_id = gw.request_id();
     let (parts, body) = req.into_parts();
-    let mut cx = Exchange {
-        gw,
-        snapshot,
-        request_id,
-        parts,
-        post: None,
-    };
+    let mut cx = Exchange::new(gw, snapshot, request_id, parts);
     let response = cx.run(body).await;
-    tracing::debug!(
-        request_id,
-        method = %cx.parts.method,
-        path = cx.parts.uri.path(),
-        status = response.status().as_u16(),
-        cache_status = response
-            .headers()
-            .get("cache-status")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(""),
-        elapsed_us = started.elapsed().as_micros() as u64,
-        "request"
-    );
+    let elapsed = started.elapsed();
+    let cache_status = response
+        .headers()
+        .get("cache-status")
+        .map_or(&b""[..], |v| v.as_bytes());
+    let (class, collapsed) = Class::of_cache_status(cache_status);
+    let telemetry = cx.telemetry();
+    let saved_us = cx.saved_us.load(Ordering::Relaxed);
+    telemetry.served(Served {
+        class,
+        collapsed,
+        elapsed,
+        bytes: http_body::Body::size_hint(response.body()).exact(),
+        saved_us,
+    });
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let key = cx.key.get().map(|d| d.to_string());
+        tracing::debug!(
+            request_id,
+            method = %cx.parts.method,
+            path = cx.parts.uri.path(),
+            route = cx.route.map(|i| cx.snapshot.routes.routes()[i].config.name.as_str()),
+            plugin = &*telemetry.plugin,
+            key = key.as_deref(),
+            status = response.status().as_u16(),
+            cache = class.as_str(),
+            cache_status = std::str::from_utf8(cache_status).unwrap_or(""),
+            upstream_us = cx.upstream_us.load(Ordering::Relaxed),
+            saved_us,
+            elapsed_us = elapsed.as_micros() as u64,
+            "request"
+        );
+    }
     response
 }
 
@@ -92,6 +108,14 @@ struct Exchange {
     /// The body of a POST that is looked up by its digest: fills (and background refreshes)
     /// send it upstream again.
     post: Option<PostBody>,
+    /// The matched route's index in the snapshot, once matched.
+    route: Option<usize>,
+    /// The cache key's digest, once the policy gave one (for the request log line).
+    key: OnceLock<Digest>,
+    /// For an answer from the cache: how long its entry's fill took (the waiting it saved).
+    saved_us: AtomicU64,
+    /// Time spent waiting for upstream response headers.
+    upstream_us: AtomicU64,
 }
 
 /// A POST body read whole, and its digest (64 hex digits of BLAKE3).
@@ -141,6 +165,52 @@ impl Stale {
 }
 
 impl Exchange {
+    fn new(
+        gw: Arc<Gateway>,
+        snapshot: Arc<Snapshot>,
+        request_id: u64,
+        parts: http::request::Parts,
+    ) -> Self {
+        Exchange {
+            gw,
+            snapshot,
+            request_id,
+            parts,
+            post: None,
+            route: None,
+            key: OnceLock::new(),
+            saved_us: AtomicU64::new(0),
+            upstream_us: AtomicU64::new(0),
+        }
+    }
+
+    /// The matched route's counters (the unrouted ones before a match).
+    fn telemetry(&self) -> &RouteTelemetry {
+        match self.route {
+            Some(i) => &self.snapshot.telemetry[i],
+            None => &self.gw.telemetry.unrouted,
+        }
+    }
+
+    /// Counts an upstream request that was sent at `sent` and has its response header now.
+    fn upstream_answered(&self, sent: Instant) {
+        let took = sent.elapsed();
+        self.upstream_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.telemetry().upstream(took);
+    }
+
+    /// Counts a plugin call that started at `called`, and its error if it failed.
+    fn plugin_answered<T>(&self, called: Instant, result: &Result<T, PluginError>) {
+        let telemetry = self.telemetry();
+        telemetry.plugin_call(called.elapsed());
+        if let Err(e) = result {
+            self.gw
+                .telemetry
+                .plugin_error(&telemetry.plugin, &telemetry.version, e.as_str());
+        }
+    }
+
     async fn run(&mut self, body: Body) -> Response<Body> {
         let snapshot = self.snapshot.clone();
         let default_timeout = snapshot.config.server.upstream_timeout;
@@ -151,6 +221,7 @@ impl Exchange {
             let status = CacheStatus::forward(Forward::Bypass).detail("no-route");
             return self.pass_through(body, default_timeout, status).await;
         };
+        self.route = Some(matched.route.index);
         let route = &matched.route.config;
         let limits = Limits {
             deadline: route.deadline,
@@ -177,10 +248,12 @@ impl Exchange {
             return self.write_through(&policy, body).await;
         }
 
-        let key = match plugin
+        let called = Instant::now();
+        let decision = plugin
             .on_request(self.request_id, limits, &policy_req)
-            .await
-        {
+            .await;
+        self.plugin_answered(called, &decision);
+        let key = match decision {
             Err(e) => return self.plugin_failed(e, Some(plugin), route, body).await,
             Ok(RequestDecision::Pass(reason)) => {
                 let status = CacheStatus::forward(Forward::Bypass).detail(&reason);
@@ -261,10 +334,12 @@ impl Exchange {
             }
         };
         let digest = blake3::hash(&bytes).to_hex().to_string();
+        let called = Instant::now();
         let decision = policy
             .plugin
             .on_request_with_body(self.request_id, policy.limits, policy.req, Some(&digest))
             .await;
+        self.plugin_answered(called, &decision);
         match decision {
             Err(e) => {
                 self.plugin_failed(e, Some(policy.plugin), policy.route, Body::from(bytes))
@@ -284,6 +359,7 @@ impl Exchange {
     /// Phases 3 to 6 for a request the policy looks up under `base`.
     async fn cached(&self, policy: &PolicyCall<'_>, base: ObjectKey, body: Body) -> Response<Body> {
         let route = policy.route;
+        let _ = self.key.set(base.digest);
         let mut status = CacheStatus::forward(Forward::Miss);
         let mut stale = None;
         let (variant, found) = self.lookup(&base).await;
@@ -364,7 +440,13 @@ impl Exchange {
         &self,
         base: &ObjectKey,
     ) -> (Option<ObjectKey>, Result<Option<Found>, StoreError>) {
-        let found = match self.gw.store.lookup(base).await {
+        let looked_up = Instant::now();
+        let found = self.gw.store.lookup(base).await;
+        self.gw
+            .telemetry
+            .store_lookup
+            .record(looked_up.elapsed().as_secs_f64());
+        let found = match found {
             Ok(Some(found)) if found.entry.meta.vary_marker => found,
             other => return (None, other),
         };
@@ -424,6 +506,9 @@ impl Exchange {
     fn serve_hit(&self, entry: Entry, now: u64, stale: Option<StaleReason>) -> Response<Body> {
         let ttl = entry.meta.ttl_left(now);
         let age = entry.meta.age(now);
+        let filled_in_us =
+            (entry.meta.stored_at_ms * 1000).saturating_sub(entry.meta.fill_started_us);
+        self.saved_us.store(filled_in_us, Ordering::Relaxed);
         let body = if self.parts.method == Method::HEAD {
             Body::empty()
         } else {
@@ -502,13 +587,14 @@ impl Exchange {
             .body(())
             .expect("parts of a valid request make a valid request")
             .into_parts();
-        let cx = Exchange {
-            gw: self.gw.clone(),
-            snapshot: self.snapshot.clone(),
-            request_id: self.request_id,
+        let mut cx = Exchange::new(
+            self.gw.clone(),
+            self.snapshot.clone(),
+            self.request_id,
             parts,
-            post: self.post.clone(),
-        };
+        );
+        cx.post = self.post.clone();
+        cx.route = self.route;
         let (route_name, plugin, limits, req) = (
             policy.route.name.clone(),
             policy.plugin.clone(),
@@ -570,12 +656,14 @@ impl Exchange {
             && stale
                 .as_ref()
                 .is_some_and(|s| conditional::add_validators(&mut headers, &s.entry.headers));
-        let upstream = match self
+        let sent = Instant::now();
+        let upstream = self
             .gw
             .upstream
             .send_with(&self.parts, headers, body, route.upstream_timeout)
-            .await
-        {
+            .await;
+        self.upstream_answered(sent);
+        let upstream = match upstream {
             Ok(r) => r,
             Err(e) => {
                 return serve_stale(stale)
@@ -629,7 +717,8 @@ impl Exchange {
 
         let policy_resp =
             convert::response(rparts.status, &rparts.headers, Some(bytes.len() as u64));
-        let directive = match policy
+        let called = Instant::now();
+        let decision = policy
             .plugin
             .on_response(
                 self.request_id,
@@ -638,8 +727,9 @@ impl Exchange {
                 &policy_resp,
                 self.post.as_ref().map(|p| p.digest.as_str()),
             )
-            .await
-        {
+            .await;
+        self.plugin_answered(called, &decision);
+        let directive = match decision {
             Err(e) => {
                 policy.plugin.count_error();
                 self.log_plugin_error(&e, route.fail);
@@ -664,6 +754,7 @@ impl Exchange {
 
         let (entry, age) =
             self.new_entry(&rparts, bytes.clone(), &object, fill_started_us, directive);
+        let storing = Instant::now();
         let (outcome, variant) = match Vary::of(&rparts.headers) {
             Vary::Star => {
                 let status = status.detail("vary-star");
@@ -678,6 +769,10 @@ impl Exchange {
                 )
             }
         };
+        self.gw
+            .telemetry
+            .store_write
+            .record(storing.elapsed().as_secs_f64());
         // Collapsed requests may share what the policy stored, even when the store itself
         // failed; never what a purge overtook.
         let (status, share) = match outcome {
@@ -820,12 +915,14 @@ impl Exchange {
     async fn write_through(&self, policy: &PolicyCall<'_>, body: Body) -> Response<Body> {
         let route = policy.route;
         let status = CacheStatus::forward(Forward::Method);
-        let upstream = match self
+        let sent = Instant::now();
+        let upstream = self
             .gw
             .upstream
             .send(&self.parts, body, route.upstream_timeout)
-            .await
-        {
+            .await;
+        self.upstream_answered(sent);
+        let upstream = match upstream {
             Ok(r) => r,
             Err(e) => return upstream_failed(&e, status),
         };
@@ -838,11 +935,13 @@ impl Exchange {
                 &rparts.headers,
                 content_length(&rparts.headers),
             );
-            match policy
+            let called = Instant::now();
+            let decision = policy
                 .plugin
                 .on_invalidate(self.request_id, policy.limits, policy.req, &policy_resp)
-                .await
-            {
+                .await;
+            self.plugin_answered(called, &decision);
+            match decision {
                 Err(e) => {
                     policy.plugin.count_error();
                     self.log_plugin_error(&e, route.fail);
@@ -877,7 +976,10 @@ impl Exchange {
         timeout: Duration,
         status: CacheStatus,
     ) -> Response<Body> {
-        match self.gw.upstream.send(&self.parts, body, timeout).await {
+        let sent = Instant::now();
+        let upstream = self.gw.upstream.send(&self.parts, body, timeout).await;
+        self.upstream_answered(sent);
+        match upstream {
             Ok(r) => {
                 let (mut rparts, rbody) = r.into_parts();
                 from_upstream(&mut rparts.headers);
@@ -895,8 +997,13 @@ impl Exchange {
         route: &RouteConfig,
         body: Body,
     ) -> Response<Body> {
-        if let Some(p) = plugin {
-            p.count_error();
+        match plugin {
+            Some(p) => p.count_error(),
+            // Not loaded: no call was made, so none was counted.
+            None => self
+                .gw
+                .telemetry
+                .plugin_error(&route.plugin, "", e.as_str()),
         }
         self.log_plugin_error(&e, route.fail);
         if route.fail == FailMode::Closed {

@@ -1,0 +1,199 @@
+//! What the operator sees: `/stats` and `/metrics` count exactly what clients were told, per
+//! route, with the hit ratio and the upstream waiting the cache saved; reloads and purges are
+//! counted; the store's state shows.
+
+use std::time::Duration;
+
+use larder_tests::gateway::{Harness, StoreKind};
+use larder_tests::http;
+use larder_tests::origin::OriginConfig;
+use larder_tests::redis_server::RedisServer;
+
+const REPO: &str = "/api/v1/repositories/7";
+
+fn route<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    stats["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == name)
+        .unwrap_or_else(|| panic!("no route {name} in {stats}"))
+}
+
+/// The value of the sample line `name{labels}` in Prometheus text (labels in any order).
+fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (set, value) = rest.rsplit_once(' ')?;
+        let all = labels
+            .iter()
+            .all(|(k, v)| set.contains(&format!("{k}=\"{v}\"")));
+        (set.starts_with('{') && all).then(|| value.parse().ok())?
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_and_metrics_count_what_clients_were_told() {
+    let redis = RedisServer::start();
+    // Every repository document takes 100 ms upstream: three hits save at least 300 ms.
+    let origin = OriginConfig::zero_delay().with_non_ai_delays(Duration::from_millis(100));
+    let h = Harness::demo(StoreKind::Redis(redis.url()), origin).await;
+
+    let miss = h.get(REPO).await;
+    assert!(miss.cache_status().contains("fwd=miss"));
+    for _ in 0..3 {
+        assert!(h.get(REPO).await.is_hit());
+    }
+    let unrouted = h.get("/not-a-route").await;
+    assert!(unrouted.cache_status().contains("fwd=bypass"));
+
+    let stats = http::get(&h.admin("/stats")).await.json();
+    let repo = route(&stats, "repository");
+    assert_eq!(repo["requests"], 4, "{repo}");
+    assert_eq!(repo["hit"], 3);
+    assert_eq!(repo["miss"], 1);
+    assert_eq!(repo["hit_ratio"], 0.75);
+    assert_eq!(repo["upstream_requests"], 1);
+    let body = miss.body.len() as u64;
+    assert_eq!(repo["bytes_from_cache"], 3 * body);
+    assert_eq!(repo["bytes_from_upstream"], body);
+    let saved = repo["upstream_time_saved_ms"].as_f64().unwrap();
+    assert!(
+        (300.0..3000.0).contains(&saved),
+        "three hits of a 100 ms fill saved {saved} ms"
+    );
+    let (hit_ms, miss_ms) = (
+        repo["hit_latency_ms"].as_f64().unwrap(),
+        repo["miss_latency_ms"].as_f64().unwrap(),
+    );
+    assert!(hit_ms < miss_ms && miss_ms >= 100.0, "{repo}");
+    // on-request for each of the four, on-response for the miss.
+    assert_eq!(repo["plugin_calls"], 5);
+    assert_eq!(route(&stats, "(no route)")["pass"], 1);
+    assert_eq!(stats["total"]["requests"], 5);
+    assert_eq!(stats["store"]["kind"], "redis");
+    assert_eq!(stats["status"], "ok");
+    assert!(
+        stats["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "analysis-policy")
+    );
+
+    let metrics = http::get(&h.admin("/metrics")).await;
+    assert!(
+        metrics
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let m = metrics.text();
+    let requests = |cache| {
+        sample(
+            &m,
+            "larder_requests_total",
+            &[("route", "repository"), ("cache", cache)],
+        )
+    };
+    assert_eq!(requests("hit"), Some(3.0), "{m}");
+    assert_eq!(requests("miss"), Some(1.0));
+    assert_eq!(
+        sample(
+            &m,
+            "larder_request_duration_seconds_count",
+            &[("route", "repository"), ("cache", "hit")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "larder_plugin_call_duration_seconds_count",
+            &[("plugin", "analysis-policy")]
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "larder_response_bytes_total",
+            &[("route", "repository"), ("source", "cache")]
+        ),
+        Some((3 * body) as f64)
+    );
+    assert_eq!(
+        sample(&m, "larder_store_up", &[("kind", "redis")]),
+        Some(1.0)
+    );
+    assert!(
+        sample(
+            &m,
+            "larder_store_operation_duration_seconds_count",
+            &[("op", "lookup")]
+        )
+        .unwrap()
+            >= 4.0
+    );
+    assert!(
+        sample(
+            &m,
+            "larder_upstream_saved_seconds",
+            &[("route", "repository")]
+        )
+        .unwrap()
+            >= 0.3
+    );
+
+    // A write that invalidates, a reload: both counted.
+    let analyze = http::post(&h.url("/api/v1/repositories/7/actions/analyze")).await;
+    assert_eq!(analyze.status, 200);
+    assert!(!h.get(REPO).await.is_hit());
+    let reload = http::post(&h.admin("/plugins/reload")).await;
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    let stats = http::get(&h.admin("/stats")).await.json();
+    assert_eq!(stats["invalidations"]["tags"], 2, "repo:7 and all-repos");
+    assert!(stats["invalidations"]["entries"].as_u64().unwrap() >= 1);
+    assert_eq!(stats["reloads"]["ok"], 1);
+    assert!(stats["reloads"]["last_at"].as_u64().is_some());
+    assert_eq!(
+        route(&stats, "repository")["miss"],
+        2,
+        "history survives the reload"
+    );
+    let m = http::get(&h.admin("/metrics")).await.text();
+    assert_eq!(
+        sample(&m, "larder_reloads_total", &[("result", "ok")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "larder_invalidations_total", &[("kind", "tag")]),
+        Some(2.0)
+    );
+
+    // Redis gone: the store shows down, requests still succeed.
+    drop(redis);
+    let r = h.get("/api/v1/repositories/8").await;
+    assert_eq!(r.status, 200);
+    let stats = http::get(&h.admin("/stats")).await.json();
+    assert_eq!(stats["status"], "degraded", "{}", stats["store"]);
+    let m = http::get(&h.admin("/metrics")).await.text();
+    assert_eq!(
+        sample(&m, "larder_store_up", &[("kind", "redis")]),
+        Some(0.0)
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_reload_is_counted_with_its_reason() {
+    let h = Harness::demo(StoreKind::Memory, OriginConfig::zero_delay()).await;
+    std::fs::write(h.config_path(), "[[route]]\nname = 1\n").unwrap();
+    let reload = http::post(&h.admin("/plugins/reload")).await;
+    assert_eq!(reload.status, 422);
+    let stats = http::get(&h.admin("/stats")).await.json();
+    assert_eq!(stats["reloads"]["failed"], 1);
+    let error = stats["reloads"]["last_error"].as_str().unwrap();
+    assert!(error.contains("larder.toml:2"), "{error}");
+    h.stop().await;
+}

@@ -1,7 +1,8 @@
 //! `cargo xtask build | demo | test`: the project's set-up commands.
 //!
-//! Each installs what it needs (the `wasm32-wasip2` target; for tests, `redis-server`), so a
-//! fresh clone needs nothing but Rust. Everything is built in the one `release` profile, so the
+//! Each installs what it needs (the `wasm32-wasip2` target; for tests, `redis-server`, and
+//! Chromium with chromedriver for the dashboard's browser test), so a fresh clone needs nothing
+//! but Rust. Everything is built in the one `release` profile, so the
 //! demo, the tests and the benchmarks share one build of wasmtime.
 
 mod build;
@@ -37,7 +38,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         .filter(|a| *a != "--no-lint")
         .map(String::as_str)
         .collect();
-    setup::ensure_redis_server()?;
+    setup::ensure_test_programs()?;
     build::all()?;
     if !no_lint {
         build::cargo(&["fmt", "--all", "--check"])?;

@@ -37,12 +37,24 @@ pub fn ensure_wasm_target() -> anyhow::Result<()> {
     }
 }
 
-/// The tests start their own `redis-server`s; install Debian's package when it is missing and
-/// we are allowed to.
-pub fn ensure_redis_server() -> anyhow::Result<()> {
-    if have("redis-server") {
+/// What the tests run besides cargo: their own `redis-server`s, and headless Chromium with
+/// chromedriver for the dashboard's browser test. Installs Debian's packages for whatever is
+/// missing when we are allowed to (root with apt-get), else says what to install.
+pub fn ensure_test_programs() -> anyhow::Result<()> {
+    let wanted = [
+        ("redis-server", "redis-server", "redis"),
+        ("/usr/bin/chromium", "chromium", "chromium"),
+        ("/usr/bin/chromedriver", "chromium-driver", "chromedriver"),
+    ];
+    let missing: Vec<(&str, &str)> = wanted
+        .iter()
+        .filter(|(program, ..)| !have(program))
+        .map(|(_, package, brew)| (*package, *brew))
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
+    let packages: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -50,17 +62,22 @@ pub fn ensure_redis_server() -> anyhow::Result<()> {
         .unwrap_or(false);
     if !root || !have("apt-get") {
         bail!(
-            "redis-server is not installed; the tests start their own. Install it (Debian/Ubuntu: `sudo apt-get install redis-server`, macOS: `brew install redis`) and run again"
+            "the tests need {0}; install them (Debian/Ubuntu: `sudo apt-get install {0}`) and run again (LARDER_SKIP_BROWSER=1 skips the browser test)",
+            packages.join(" ")
         );
     }
-    eprintln!("xtask: installing redis-server (apt-get)");
+    eprintln!("xtask: installing {} (apt-get)", packages.join(" "));
     let update = Command::new("apt-get").args(["update", "-qq"]).status()?;
     let install = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "redis-server"])
+        .args(["install", "-y", "-qq"])
+        .args(&packages)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()?;
-    if !update.success() || !install.success() || !have("redis-server") {
-        bail!("installing redis-server with apt-get failed");
+    if !update.success() || !install.success() {
+        bail!("installing {} with apt-get failed", packages.join(" "));
+    }
+    if let Some((program, ..)) = wanted.iter().find(|(program, ..)| !have(program)) {
+        bail!("{program} is still missing after apt-get install");
     }
     Ok(())
 }

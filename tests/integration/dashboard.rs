@@ -7,6 +7,7 @@
 //! root, as CI does). Without them the test fails and says so; set `LARDER_SKIP_BROWSER=1` to
 //! skip it deliberately.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,7 +22,8 @@ use larder_tests::{free_port, http, plugins};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// A chromedriver process, killed on drop.
+/// A chromedriver process in a process group of its own, which holds the browsers it starts:
+/// the whole group is killed on drop, so a failed test leaves no Chromium behind.
 struct Driver {
     child: Child,
     port: u16,
@@ -32,6 +34,7 @@ impl Driver {
         let port = free_port();
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -70,6 +73,8 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -88,12 +88,57 @@ pub struct CacheConfig {
 
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]` (`REDIS_URL`).
+    /// `redis://[user:password@]host:port[/db]`, or a cluster as
+    /// `redis+cluster://[user:password@]host:port,host:port,...` (`REDIS_URL`). Empty when
+    /// `cluster` names the nodes.
     pub url: String,
+    /// A Redis Cluster's seed nodes (`[redis] cluster = ["host:port", ...]`); empty when `url`
+    /// says where Redis is.
+    pub cluster: Vec<String>,
     /// Prefix of every key Larder writes (default `larder:`).
     pub prefix: String,
     /// Per-operation timeout: a slow Redis costs a request at most this long.
     pub timeout: Duration,
+    /// Multiplexed connections, used round-robin (for a cluster: connections to every node).
+    pub connections: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            cluster: Vec::new(),
+            prefix: defaults::REDIS_PREFIX.into(),
+            timeout: Duration::from_millis(defaults::REDIS_TIMEOUT_MS),
+            connections: defaults::REDIS_CONNECTIONS,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Where to connect: `cluster` if given, else `url`.
+    pub fn target(&self) -> Result<crate::store::cluster::Target, String> {
+        use crate::store::cluster::Target;
+        if self.cluster.is_empty() {
+            Target::parse(&self.url)
+        } else {
+            Target::from_nodes(&self.cluster)
+        }
+    }
+
+    /// The URL for logs, password hidden.
+    pub fn display_url(&self) -> String {
+        if self.cluster.is_empty() {
+            crate::store::cluster::redact(&self.url)
+        } else {
+            let nodes: Vec<String> = self
+                .cluster
+                .iter()
+                .map(|n| crate::store::cluster::redact(n))
+                .collect();
+            format!("cluster [{}]", nodes.join(", "))
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -182,9 +227,11 @@ struct RawCache {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRedis {
-    url: Option<String>,
-    prefix: Option<String>,
+    url: Option<Spanned<String>>,
+    cluster: Option<Spanned<Vec<String>>>,
+    prefix: Option<Spanned<String>>,
     timeout_ms: Option<u64>,
+    connections: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -226,6 +273,10 @@ pub mod defaults {
     pub const MAX_REQUEST_BODY: usize = 64 * 1024;
     pub const REDIS_PREFIX: &str = "larder:";
     pub const REDIS_TIMEOUT_MS: u64 = 50;
+    /// One multiplexed connection carries thousands of requests a second; more help when one
+    /// connection's single reader becomes the limit.
+    pub const REDIS_CONNECTIONS: usize = 1;
+    pub const REDIS_MAX_CONNECTIONS: usize = 64;
     pub const PLUGIN_DIR: &str = "plugins";
     pub const DEADLINE_MS: u64 = 5;
     pub const MEMORY_LIMIT: usize = 16 * 1024 * 1024;
@@ -304,11 +355,10 @@ impl Config {
                 .unwrap_or(defaults::MAX_REQUEST_BODY),
             memory_tier_bytes: raw.cache.memory_tier_bytes.unwrap_or(0),
         };
-        let redis = raw.redis.map(|r| RedisConfig {
-            url: r.url.unwrap_or_default(),
-            prefix: r.prefix.unwrap_or_else(|| defaults::REDIS_PREFIX.into()),
-            timeout: Duration::from_millis(r.timeout_ms.unwrap_or(defaults::REDIS_TIMEOUT_MS)),
-        });
+        let redis = match raw.redis {
+            Some(r) => Some(at.redis(r)?),
+            None => None,
+        };
         let plugins = PluginsConfig {
             dir: base.join(raw.plugins.dir.as_deref().unwrap_or(defaults::PLUGIN_DIR)),
             deadline: Duration::from_millis(
@@ -341,10 +391,11 @@ impl Config {
         config.apply_env(env)?;
         if let Some(redis) = &config.redis
             && redis.url.is_empty()
+            && redis.cluster.is_empty()
         {
             return Err(at.error(
                 text.find("[redis]").unwrap_or(0),
-                "[redis] needs `url` (or set REDIS_URL); remove the section to use the in-memory store",
+                "[redis] needs `url` or `cluster` (or set REDIS_URL); remove the section to use the in-memory store",
             ));
         }
         Ok(config)
@@ -352,16 +403,22 @@ impl Config {
 
     fn apply_env(&mut self, env: &EnvOverrides) -> Result<(), ConfigError> {
         if let Some(url) = &env.redis_url {
-            match &mut self.redis {
-                Some(r) => r.url = url.clone(),
-                None => {
-                    self.redis = Some(RedisConfig {
-                        url: url.clone(),
-                        prefix: defaults::REDIS_PREFIX.into(),
-                        timeout: Duration::from_millis(defaults::REDIS_TIMEOUT_MS),
-                    })
+            let redis = self.redis.get_or_insert_with(RedisConfig::default);
+            // The environment names the deployment's Redis: it replaces a cluster list too.
+            redis.url = url.clone();
+            redis.cluster.clear();
+            let target = redis.target().map_err(|message| ConfigError::Env {
+                var: "REDIS_URL",
+                value: crate::store::cluster::redact(url),
+                message,
+            })?;
+            check_prefix(&redis.prefix, target.is_cluster()).map_err(|message| {
+                ConfigError::Env {
+                    var: "REDIS_URL",
+                    value: crate::store::cluster::redact(url),
+                    message,
                 }
-            }
+            })?;
         }
         if let Some(v) = &env.upstream {
             self.server.upstream = parse_upstream(v).map_err(|message| ConfigError::Env {
@@ -392,6 +449,17 @@ impl Config {
         self.server.admin_token = env.admin_token.clone();
         Ok(())
     }
+}
+
+/// A key prefix must not carry a hash tag on a cluster: the tag keys' own `{...}` must decide
+/// their slot (and one prefix tag would put every key on one node).
+fn check_prefix(prefix: &str, cluster: bool) -> Result<(), String> {
+    if cluster && prefix.contains(['{', '}']) {
+        return Err(format!(
+            "prefix {prefix:?} contains '{{' or '}}': on a Redis Cluster they would form a hash tag and put keys in the wrong slots"
+        ));
+    }
+    Ok(())
 }
 
 fn parse_upstream(v: &str) -> Result<http::Uri, String> {
@@ -450,6 +518,57 @@ impl Locator<'_> {
                 )
             }),
         }
+    }
+
+    /// The `[redis]` section: where Redis is (a URL or a cluster's nodes, not both), checked as
+    /// far as can be without connecting.
+    fn redis(&self, r: RawRedis) -> Result<RedisConfig, ConfigError> {
+        let mut config = RedisConfig {
+            timeout: Duration::from_millis(r.timeout_ms.unwrap_or(defaults::REDIS_TIMEOUT_MS)),
+            ..RedisConfig::default()
+        };
+        if let (Some(_), Some(cluster)) = (&r.url, &r.cluster) {
+            return Err(self.error(
+                cluster.span().start,
+                "give either `url` or `cluster`, not both (a cluster's URL is redis+cluster://host:port,host:port)",
+            ));
+        }
+        let mut at = 0;
+        if let Some(url) = &r.url {
+            config.url = url.get_ref().clone();
+            at = url.span().start;
+        }
+        if let Some(cluster) = &r.cluster {
+            if cluster.get_ref().is_empty() {
+                return Err(self.error(cluster.span().start, "`cluster` lists no nodes"));
+            }
+            config.cluster = cluster.get_ref().clone();
+            at = cluster.span().start;
+        }
+        let cluster = if config.url.is_empty() && config.cluster.is_empty() {
+            false
+        } else {
+            config.target().map_err(|m| self.error(at, m))?.is_cluster()
+        };
+        if let Some(prefix) = &r.prefix {
+            config.prefix = prefix.get_ref().clone();
+            check_prefix(&config.prefix, cluster)
+                .map_err(|m| self.error(prefix.span().start, m))?;
+        }
+        if let Some(n) = &r.connections {
+            let n = *n.get_ref();
+            if n == 0 || n > defaults::REDIS_MAX_CONNECTIONS {
+                return Err(self.error(
+                    r.connections.as_ref().map(|c| c.span().start).unwrap_or(0),
+                    format!(
+                        "`connections` must be 1 to {} (got {n})",
+                        defaults::REDIS_MAX_CONNECTIONS
+                    ),
+                ));
+            }
+            config.connections = n;
+        }
+        Ok(config)
     }
 
     fn upstream(&self, value: Option<&Spanned<String>>) -> Result<http::Uri, ConfigError> {
@@ -643,5 +762,88 @@ mod tests {
         };
         let err = Config::parse(Path::new("l.toml"), "", &bad).unwrap_err();
         assert!(err.to_string().contains("LARDER_UPSTREAM"), "{err}");
+    }
+
+    #[test]
+    fn redis_settings_are_read() {
+        let c = parse("[redis]\nurl = \"redis://u:pw@10.0.0.1:6380/3\"\nprefix = \"app1:\"\nconnections = 4\n").unwrap();
+        let r = c.redis.unwrap();
+        assert_eq!(
+            (r.url.as_str(), r.prefix.as_str(), r.connections),
+            ("redis://u:pw@10.0.0.1:6380/3", "app1:", 4)
+        );
+        assert_eq!(r.display_url(), "redis://u:***@10.0.0.1:6380/3");
+        let c = parse("[redis]\ncluster = [\"10.0.0.1:7000\", \"10.0.0.2:7001\"]\n").unwrap();
+        let r = c.redis.unwrap();
+        assert!(r.target().unwrap().is_cluster());
+        assert_eq!(r.connections, defaults::REDIS_CONNECTIONS);
+        let c = parse("[redis]\nurl = \"redis+cluster://:pw@h1:7000,h2:7001\"\n").unwrap();
+        assert!(c.redis.unwrap().target().unwrap().is_cluster());
+    }
+
+    #[test]
+    fn redis_mistakes_name_their_line() {
+        let cases = [
+            (
+                "[redis]\nurl = \"redis+cluster://h1:7000,h2:7001/2\"\n",
+                ":2:7:",
+                "only database 0",
+            ),
+            (
+                "[redis]\ncluster = [\"h1:7000\", \"redis://h2:7001/1\"]\n",
+                ":2:11:",
+                "only database 0",
+            ),
+            (
+                "[redis]\nurl = \"redis://h\"\ncluster = [\"h1:7000\"]\n",
+                ":3:11:",
+                "either `url` or `cluster`",
+            ),
+            ("[redis]\ncluster = []\n", ":2:11:", "no nodes"),
+            (
+                "[redis]\nurl = \"redis://h:6379\"\nconnections = 0\n",
+                ":3:15:",
+                "1 to 64",
+            ),
+            (
+                "[redis]\ncluster = [\"h1:7000\"]\nprefix = \"{app}:\"\n",
+                ":3:10:",
+                "hash tag",
+            ),
+            (
+                "[redis]\nurl = \"mysql://h:6379\"\n",
+                ":2:7:",
+                "unknown scheme",
+            ),
+            (
+                "[redis]\nprefix = \"x:\"\n",
+                ":1:1:",
+                "needs `url` or `cluster`",
+            ),
+        ];
+        for (text, at, problem) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(
+                err.starts_with("dir/larder.toml") && err.contains(at) && err.contains(problem),
+                "{text:?}: {err}"
+            );
+        }
+        if !crate::store::cluster::TLS_BUILT {
+            let err = parse("[redis]\nurl = \"rediss://h:6380\"\n")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(":2:7:") && err.contains("TLS"), "{err}");
+        }
+        let env = EnvOverrides {
+            redis_url: Some("redis+cluster://:secret@h1:7000/5".into()),
+            ..Default::default()
+        };
+        let err = Config::parse(Path::new("l.toml"), "", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("REDIS_URL") && err.contains("only database 0") && !err.contains("secret"),
+            "{err}"
+        );
     }
 }

@@ -9,10 +9,13 @@
 //! - `larder:obj:<route>:<digest>`: one entry ([`entry::Entry`]: metadata and body in one
 //!   value), expiring after its fresh life plus its longest stale window.
 //! - `larder:tag:<tag-digest>`: a tag's generation token ([`tags`]), for explicit tags, exact
-//!   keys and key prefixes alike.
+//!   keys and key prefixes alike; `larder:cnt:<tag-digest>` counts the entries stored with it.
+//!   On a Redis Cluster the digest is a hash tag (`larder:tag:{<tag-digest>}`), so a tag's
+//!   token and counter share a slot ([`cluster`]).
 //! - `larder:invalidations`: the pub/sub channel purges are announced on, for the instances'
 //!   memory tiers ([`tiered::TieredStore`], `cache.memory_tier_bytes`).
 
+pub mod cluster;
 pub mod entry;
 pub mod key;
 pub mod memory;
@@ -64,6 +67,9 @@ pub enum StoreError {
     Timeout(std::time::Duration),
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// A Redis URL or cluster list that cannot be used (caught by the config check first).
+    #[error("redis config: {0}")]
+    Config(String),
 }
 
 /// Health as shown by `GET /health`.

@@ -12,13 +12,15 @@
 //! replaces its tags' tokens, then announces itself on `<prefix>invalidations` (pub/sub) for
 //! the instances' memory tiers ([`super::tiered`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
-use redis::aio::ConnectionManager;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
+use super::cluster::{self, Conn, NodeAddr, Target, Topology};
 use super::entry::Entry;
 use super::key::{ObjectKey, TagId};
 use super::tags::{self, Token};
@@ -49,7 +51,6 @@ return tonumber(redis.call('GETDEL', KEYS[2]) or '0')
 pub struct RedisStore {
     shared: Arc<Shared>,
     purge_script: redis::Script,
-    client: redis::Client,
     /// Identifies this process in invalidation messages, so it can skip its own.
     instance: u64,
 }
@@ -104,17 +105,53 @@ impl Announcement {
 struct Shared {
     prefix: String,
     timeout: Duration,
-    conn: OnceLock<ConnectionManager>,
-    /// The breaker: 0 when closed; else Redis is skipped until this time (ms since the epoch).
-    open_until_ms: AtomicU64,
-    /// Last error, for `/health` and for logging once per change.
-    last_error: std::sync::Mutex<Option<String>>,
-    failing: AtomicBool,
+    target: Target,
+    /// The connections (`redis.connections`), used round-robin; set once all are made.
+    conns: OnceLock<Box<[Conn]>>,
+    next: AtomicUsize,
+    /// The breaker of a single Redis. For a cluster, it covers connecting and what no node can
+    /// be blamed for; each node has its own ([`Node`]).
+    breaker: Breaker,
+    /// A cluster's slot map with a breaker per master (empty for a single Redis).
+    topology: ArcSwap<Topology<Node>>,
     /// Failed operations since start (timeouts, refused connections, error replies such as
     /// OOM, READONLY or NOAUTH).
     errors: AtomicU64,
+}
+
+/// A cluster master and its breaker.
+struct Node {
+    addr: NodeAddr,
+    breaker: Breaker,
+}
+
+/// Skips Redis (or one cluster node) for a moment after a failure.
+struct Breaker {
+    /// 0 when closed; else Redis is skipped until this time (ms since the epoch).
+    open_until_ms: AtomicU64,
+    failing: AtomicBool,
+    /// Last error, for `/health` and for logging once per change.
+    last_error: std::sync::Mutex<Option<String>>,
     /// When the current error was last logged (ms since the epoch).
     logged_at_ms: AtomicU64,
+    /// The node's address in logs (`None` for a single Redis).
+    name: Option<String>,
+}
+
+/// The breaker an operation answers to: the single Redis's, or the node's serving its key.
+enum Gate<'a> {
+    Shared(&'a Breaker),
+    Node(Arc<Node>),
+}
+
+impl std::ops::Deref for Gate<'_> {
+    type Target = Breaker;
+    fn deref(&self) -> &Breaker {
+        match self {
+            Gate::Shared(b) => b,
+            Gate::Node(n) => &n.breaker,
+        }
+    }
 }
 
 /// A persisting error is logged again at most this often.
@@ -123,55 +160,58 @@ const LOG_INTERVAL_MS: u64 = 60_000;
 impl RedisStore {
     /// Creates the store and starts connecting in the background; never fails and never waits.
     pub fn start(config: &RedisConfig) -> Result<Self, StoreError> {
-        let client = redis::Client::open(config.url.as_str())?;
+        let target = config.target().map_err(StoreError::Config)?;
         let shared = Arc::new(Shared {
             prefix: config.prefix.clone(),
             timeout: config.timeout,
-            conn: OnceLock::new(),
-            open_until_ms: AtomicU64::new(0),
-            last_error: std::sync::Mutex::new(Some("connecting".into())),
+            target: target.clone(),
+            conns: OnceLock::new(),
+            next: AtomicUsize::new(0),
             // Failing until the first answer: `/health` says "connecting" until then.
-            failing: AtomicBool::new(true),
+            breaker: Breaker::new(None, Some("connecting".into())),
+            topology: ArcSwap::from_pointee(Topology::empty()),
             errors: AtomicU64::new(0),
-            logged_at_ms: AtomicU64::new(0),
         });
-        let weak = Arc::downgrade(&shared);
         let connect_timeout = config.timeout.max(Duration::from_millis(500));
-        tokio::spawn(async move {
-            let manager_config = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(connect_timeout))
-                .set_response_timeout(Some(connect_timeout))
-                .set_number_of_retries(1)
-                .set_max_delay(Duration::from_millis(500));
-            loop {
-                let Some(shared) = weak.upgrade() else { return };
-                match client
-                    .get_connection_manager_with_config(manager_config.clone())
-                    .await
-                {
-                    Ok(conn) => {
-                        let _ = shared.conn.set(conn);
-                        shared.recovered();
-                        tracing::info!("redis connected");
-                        return;
-                    }
-                    Err(e) => shared.failed(&StoreError::Redis(e)),
-                }
-                drop(shared);
-                tokio::time::sleep(Duration::from_millis(500)).await;
+        let count = config.connections.max(1);
+        tracing::info!(
+            redis = %config.display_url(),
+            cluster = target.is_cluster(),
+            connections = count,
+            "connecting to redis in the background"
+        );
+        let weak = Arc::downgrade(&shared);
+        match target {
+            Target::Single(url) => {
+                let client = redis::Client::open(url.as_str())?;
+                tokio::spawn(connect_single(weak, client, connect_timeout, count));
             }
-        });
+            Target::Cluster(nodes) => {
+                // Requests for a failed master are retried a little (a MOVED after a failover is
+                // a retry too); the store's own timeout bounds what a request waits.
+                let client = redis::cluster::ClusterClientBuilder::new(nodes)
+                    .connection_timeout(connect_timeout)
+                    .response_timeout(connect_timeout)
+                    .retries(2)
+                    .min_retry_wait(10)
+                    .max_retry_wait(100)
+                    .build()?;
+                tokio::spawn(connect_cluster(weak, client, count));
+            }
+        }
         Ok(Self {
             shared,
             purge_script: redis::Script::new(PURGE_SCRIPT),
-            client: redis::Client::open(config.url.as_str())?,
             instance: rand::random(),
         })
     }
 
-    /// The client, for a connection of its own (the invalidation subscription).
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+    /// Where the invalidation subscription may connect: the single Redis, or every known
+    /// cluster node (seeds first), since a cluster broadcasts `PUBLISH` to all its nodes.
+    pub fn subscription_targets(&self) -> SubscriptionTargets {
+        SubscriptionTargets {
+            shared: Arc::downgrade(&self.shared),
+        }
     }
 
     /// This process's id in invalidation announcements.
@@ -184,34 +224,60 @@ impl RedisStore {
         format!("{}invalidations", self.shared.prefix)
     }
 
+    fn cluster(&self) -> bool {
+        self.shared.target.is_cluster()
+    }
+
     fn obj_key(&self, key: &ObjectKey) -> String {
         format!("{}obj:{}:{}", self.shared.prefix, key.route, key.digest)
     }
 
+    /// A tag's token. In a cluster the tag is a hash tag, so that the token and its counter
+    /// share a slot (the purge script and the store pipeline touch both).
     fn tag_key(&self, tag: &TagId) -> String {
-        format!("{}tag:{}", self.shared.prefix, tag)
+        if self.cluster() {
+            format!("{}tag:{{{}}}", self.shared.prefix, tag)
+        } else {
+            format!("{}tag:{}", self.shared.prefix, tag)
+        }
     }
 
     fn count_key(&self, tag: &TagId) -> String {
-        format!("{}cnt:{}", self.shared.prefix, tag)
+        if self.cluster() {
+            format!("{}cnt:{{{}}}", self.shared.prefix, tag)
+        } else {
+            format!("{}cnt:{}", self.shared.prefix, tag)
+        }
     }
 
-    /// The connection, unless Redis is unconnected or the breaker is open.
-    fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        let conn = self
+    /// The breaker for an operation on `key`.
+    fn gate(&self, key: &str) -> Gate<'_> {
+        if !self.cluster() {
+            return Gate::Shared(&self.shared.breaker);
+        }
+        match self.shared.topology.load().node_for(key.as_bytes()) {
+            Some(node) => Gate::Node(node.clone()),
+            None => Gate::Shared(&self.shared.breaker),
+        }
+    }
+
+    /// A connection, unless Redis is unconnected or `gate`'s breaker is open.
+    fn conn(&self, gate: &Breaker) -> Result<Conn, StoreError> {
+        let conns = self
             .shared
-            .conn
+            .conns
             .get()
             .ok_or(StoreError::Unavailable("not connected"))?;
-        if !self.shared.admit() {
+        if !gate.admit() {
             return Err(StoreError::Unavailable("breaker open after a failure"));
         }
-        Ok(conn.clone())
+        Ok(self.shared.pick(conns))
     }
 
-    /// Runs `op` with the timeout, feeding the breaker.
+    /// Runs `op` with the timeout, feeding `gate`'s breaker.
     async fn guarded<T>(
         &self,
+        gate: &Breaker,
         op: impl Future<Output = Result<T, redis::RedisError>>,
     ) -> Result<T, StoreError> {
         let result = match tokio::time::timeout(self.shared.timeout, op).await {
@@ -220,130 +286,38 @@ impl RedisStore {
             Err(_) => Err(StoreError::Timeout(self.shared.timeout)),
         };
         match &result {
-            Ok(_) => self.shared.recovered(),
-            Err(e) => self.shared.failed(e),
+            Ok(_) => gate.recovered(),
+            Err(e) => {
+                self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                gate.failed(e, self.shared.errors.load(Ordering::Relaxed));
+            }
         }
         result
     }
 
+    /// GET of one key, through its node's breaker.
+    async fn get(&self, key: String) -> Result<Option<Vec<u8>>, StoreError> {
+        let gate = self.gate(&key);
+        let mut conn = self.conn(&gate)?;
+        self.guarded(&gate, redis::cmd("GET").arg(&key).query_async(&mut conn))
+            .await
+    }
+
     fn unlink_later(&self, key: String) {
-        if let Ok(mut conn) = self.conn() {
+        let gate = self.gate(&key);
+        if let Ok(mut conn) = self.conn(&gate) {
             tokio::spawn(async move {
                 let _: Result<(), _> = redis::cmd("UNLINK").arg(key).query_async(&mut conn).await;
             });
         }
     }
-}
 
-impl Shared {
-    fn failed(&self, e: &StoreError) {
-        let now = now_ms();
-        self.open_until_ms
-            .store(now + BREAKER_OPEN_MS, Ordering::Relaxed);
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        let mut msg = e.to_string();
-        // A pipeline repeats its error once per command: keep the message readable.
-        if msg.len() > 240 {
-            let mut cut = 240;
-            while !msg.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            msg.truncate(cut);
-            msg.push_str("...");
-        }
-        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
-        // Log once per change of error, and once a minute while it persists; not once per
-        // request.
-        let changed = !self.failing.swap(true, Ordering::Relaxed) || last.as_deref() != Some(&msg);
-        if changed || now >= self.logged_at_ms.load(Ordering::Relaxed) + LOG_INTERVAL_MS {
-            self.logged_at_ms.store(now, Ordering::Relaxed);
-            tracing::warn!(
-                error = %msg,
-                errors = self.errors.load(Ordering::Relaxed),
-                "redis failing; requests go to the upstream uncached"
-            );
-        }
-        *last = Some(msg);
-    }
-
-    /// Called after every successful operation: while Redis is healthy it costs one relaxed
-    /// load, no write to a shared cache line.
-    fn recovered(&self) {
-        if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::Relaxed) {
-            self.open_until_ms.store(0, Ordering::Relaxed);
-            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            tracing::info!("redis answering; caching on");
-        }
-    }
-
-    /// The breaker. Closed (0): every request uses Redis. Open: none does until the window
-    /// ends; then exactly one request probes (it wins the compare-exchange that opens the next
-    /// window), so a hung Redis costs one timeout per window, not one per request.
-    fn admit(&self) -> bool {
-        let until = self.open_until_ms.load(Ordering::Relaxed);
-        if until == 0 {
-            return true;
-        }
-        let now = now_ms();
-        now >= until
-            && self
-                .open_until_ms
-                .compare_exchange(
-                    until,
-                    now + BREAKER_OPEN_MS,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-    }
-}
-
-impl Storage for RedisStore {
-    async fn lookup(&self, key: &ObjectKey) -> Result<Option<Found>, StoreError> {
-        let mut conn = self.conn()?;
-        let obj_key = self.obj_key(key);
-        let value: Option<Vec<u8>> = self
-            .guarded(redis::cmd("GET").arg(&obj_key).query_async(&mut conn))
-            .await?;
-        let Some(value) = value else { return Ok(None) };
-        let entry = match Entry::decode(Bytes::from(value)) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(key = %obj_key, error = %e, "deleting a corrupt cache entry");
-                self.unlink_later(obj_key);
-                return Ok(None);
-            }
-        };
-        let tag_keys: Vec<String> = entry.tags.iter().map(|(t, _)| self.tag_key(t)).collect();
-        let current: Vec<Option<Vec<u8>>> = if tag_keys.is_empty() {
-            Vec::new()
-        } else {
-            self.guarded(redis::cmd("MGET").arg(&tag_keys).query_async(&mut conn))
-                .await?
-        };
-        let current: Vec<Option<Token>> = current
-            .iter()
-            .map(|v| v.as_deref().and_then(Token::decode))
-            .collect();
-        let recorded: Vec<Token> = entry.tags.iter().map(|(_, t)| *t).collect();
-        match tags::standing(&recorded, &current, entry.meta.fill_started_us) {
-            Standing::Invalid => {
-                self.unlink_later(obj_key);
-                Ok(None)
-            }
-            standing => Ok(Some(Found { entry, standing })),
-        }
-    }
-
-    async fn store(&self, key: &ObjectKey, new: NewEntry) -> Result<StoreOutcome, StoreError> {
-        let mut conn = self.conn()?;
-        let life = new.meta.storage_lifetime_secs().max(1);
-        let token_life = life + TOKEN_MARGIN_SECS;
-
-        // Read each tag's token, creating it where missing, and make it outlive this entry.
-        let fresh: Vec<Token> = new.tags.iter().map(|_| Token::new_unpurged()).collect();
+    /// One pipeline reading (creating where missing) each tag's token and counting the entry;
+    /// answers the tokens that were there before. Each tag's commands touch only its two keys,
+    /// which share a slot in a cluster.
+    fn tag_pipeline(&self, tags: &[TagId], fresh: &[Token], token_life: u64) -> redis::Pipeline {
         let mut pipe = redis::pipe();
-        for (tag, token) in new.tags.iter().zip(&fresh) {
+        for (tag, token) in tags.iter().zip(fresh) {
             let k = self.tag_key(tag);
             pipe.cmd("SET")
                 .arg(&k)
@@ -371,10 +345,392 @@ impl Storage for RedisStore {
                 .arg("GT")
                 .ignore();
         }
+        pipe
+    }
+
+    /// Announces a purge. On a cluster any node will do (PUBLISH reaches every node's
+    /// subscribers), so it goes to the first node whose breaker is closed.
+    async fn publish(&self, message: String) -> Result<(), StoreError> {
+        let channel = self.channel();
+        if !self.cluster() {
+            let gate = Gate::Shared(&self.shared.breaker);
+            let mut conn = self.conn(&gate)?;
+            let _: i64 = self
+                .guarded(
+                    &gate,
+                    redis::cmd("PUBLISH")
+                        .arg(&channel)
+                        .arg(&message)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            return Ok(());
+        }
+        let nodes = self.shared.topology.load().nodes.clone();
+        let mut last = StoreError::Unavailable("no cluster node to publish on");
+        for node in nodes {
+            let Ok(Conn::Cluster(mut conn)) = self.conn(&node.breaker) else {
+                continue;
+            };
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                host: node.addr.host.clone(),
+                port: node.addr.port,
+            });
+            let mut cmd = redis::cmd("PUBLISH");
+            cmd.arg(&channel).arg(&message);
+            match self
+                .guarded(&node.breaker, conn.route_command(cmd, routing))
+                .await
+            {
+                Ok(receivers) => {
+                    tracing::debug!(node = %node.addr, ?receivers, "purge announced");
+                    return Ok(());
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Connects `count` managers to a single Redis, retrying until it answers.
+async fn connect_single(
+    weak: Weak<Shared>,
+    client: redis::Client,
+    connect_timeout: Duration,
+    count: usize,
+) {
+    let manager_config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(connect_timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    let mut conns = Vec::with_capacity(count);
+    loop {
+        let Some(shared) = weak.upgrade() else { return };
+        while conns.len() < count {
+            match client
+                .get_connection_manager_with_config(manager_config.clone())
+                .await
+            {
+                Ok(conn) => conns.push(Conn::Single(conn)),
+                Err(e) => {
+                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .breaker
+                        .failed(&StoreError::Redis(e), shared.errors.load(Ordering::Relaxed));
+                    break;
+                }
+            }
+        }
+        if conns.len() == count {
+            let _ = shared
+                .conns
+                .set(std::mem::take(&mut conns).into_boxed_slice());
+            shared.breaker.recovered();
+            tracing::info!(connections = count, "redis connected");
+            return;
+        }
+        drop(shared);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Connects `count` cluster connections, then keeps the slot map (and so the per-node breakers)
+/// current: every 5 s, and every second while a node fails.
+async fn connect_cluster(weak: Weak<Shared>, client: redis::cluster::ClusterClient, count: usize) {
+    let mut conns = Vec::with_capacity(count);
+    loop {
+        let Some(shared) = weak.upgrade() else { return };
+        while conns.len() < count {
+            match client.get_async_connection().await {
+                Ok(conn) => conns.push(Conn::Cluster(conn)),
+                Err(e) => {
+                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .breaker
+                        .failed(&StoreError::Redis(e), shared.errors.load(Ordering::Relaxed));
+                    break;
+                }
+            }
+        }
+        if conns.len() == count {
+            break;
+        }
+        drop(shared);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut conn = conns[0].clone();
+    let mut published = Some(conns);
+    loop {
+        let Some(shared) = weak.upgrade() else { return };
+        let reply: Result<Result<redis::Value, _>, _> = tokio::time::timeout(
+            shared.timeout.max(Duration::from_millis(500)),
+            redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut conn),
+        )
+        .await;
+        let ranges = match reply {
+            Ok(Ok(value)) => cluster::parse_cluster_slots(&value, "127.0.0.1"),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "CLUSTER SLOTS failed");
+                None
+            }
+            Err(_) => None,
+        };
+        if let Some(ranges) = ranges {
+            let previous = shared.topology.load();
+            let next = Topology::build(
+                &ranges,
+                &previous,
+                |n: &Node| &n.addr,
+                |addr| Node {
+                    addr: addr.clone(),
+                    breaker: Breaker::new(Some(addr.to_string()), None),
+                },
+            );
+            if next.nodes.len() != previous.nodes.len()
+                || next
+                    .nodes
+                    .iter()
+                    .zip(previous.nodes.iter())
+                    .any(|(a, b)| !Arc::ptr_eq(a, b))
+            {
+                let masters: Vec<String> = next.nodes.iter().map(|n| n.addr.to_string()).collect();
+                tracing::info!(?masters, "redis cluster slot map");
+            }
+            shared.topology.store(Arc::new(next));
+            if let Some(conns) = published.take() {
+                let count = conns.len();
+                let _ = shared.conns.set(conns.into_boxed_slice());
+                shared.breaker.recovered();
+                tracing::info!(connections = count, "redis cluster connected");
+            }
+        }
+        let failing = shared
+            .topology
+            .load()
+            .nodes
+            .iter()
+            .any(|n| n.breaker.failing.load(Ordering::Relaxed));
+        drop(shared);
+        let pause = if failing || published.is_some() {
+            1_000
+        } else {
+            5_000
+        };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+/// Where the invalidation subscription connects, in order of preference; see
+/// [`RedisStore::subscription_targets`].
+#[derive(Clone)]
+pub struct SubscriptionTargets {
+    shared: Weak<Shared>,
+}
+
+impl SubscriptionTargets {
+    /// The URLs to try: the single Redis; or a cluster's seeds, then the other masters it
+    /// reported (with the seeds' credentials).
+    pub fn urls(&self) -> Vec<String> {
+        let Some(shared) = self.shared.upgrade() else {
+            return Vec::new();
+        };
+        match &shared.target {
+            Target::Single(url) => vec![url.clone()],
+            Target::Cluster(seeds) => {
+                let mut urls = seeds.clone();
+                let (scheme, creds) = seeds
+                    .first()
+                    .and_then(|s| s.split_once("://"))
+                    .map(|(scheme, rest)| {
+                        let creds = rest.rfind('@').map(|at| &rest[..=at]).unwrap_or("");
+                        (scheme.to_owned(), creds.to_owned())
+                    })
+                    .unwrap_or(("redis".into(), String::new()));
+                for node in &shared.topology.load().nodes {
+                    let url = format!("{scheme}://{creds}{}", node.addr);
+                    if !urls.contains(&url) {
+                        urls.push(url);
+                    }
+                }
+                urls
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// The next connection, round-robin.
+    fn pick(&self, conns: &[Conn]) -> Conn {
+        if conns.len() == 1 {
+            return conns[0].clone();
+        }
+        conns[self.next.fetch_add(1, Ordering::Relaxed) % conns.len()].clone()
+    }
+}
+
+impl Breaker {
+    fn new(name: Option<String>, error: Option<String>) -> Self {
+        Self {
+            open_until_ms: AtomicU64::new(0),
+            failing: AtomicBool::new(error.is_some()),
+            last_error: std::sync::Mutex::new(error),
+            logged_at_ms: AtomicU64::new(0),
+            name,
+        }
+    }
+
+    fn failed(&self, e: &StoreError, errors: u64) {
+        let now = now_ms();
+        self.open_until_ms
+            .store(now + BREAKER_OPEN_MS, Ordering::Relaxed);
+        let mut msg = e.to_string();
+        // A pipeline repeats its error once per command: keep the message readable.
+        if msg.len() > 240 {
+            let mut cut = 240;
+            while !msg.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            msg.truncate(cut);
+            msg.push_str("...");
+        }
+        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        // Log once per change of error, and once a minute while it persists; not once per
+        // request.
+        let changed = !self.failing.swap(true, Ordering::Relaxed) || last.as_deref() != Some(&msg);
+        if changed || now >= self.logged_at_ms.load(Ordering::Relaxed) + LOG_INTERVAL_MS {
+            self.logged_at_ms.store(now, Ordering::Relaxed);
+            match &self.name {
+                None => tracing::warn!(
+                    error = %msg,
+                    errors,
+                    "redis failing; requests go to the upstream uncached"
+                ),
+                Some(node) => tracing::warn!(
+                    %node,
+                    error = %msg,
+                    errors,
+                    "redis cluster node failing; requests for its slots go to the upstream uncached"
+                ),
+            }
+        }
+        *last = Some(msg);
+    }
+
+    /// Called after every successful operation: while Redis is healthy it costs one relaxed
+    /// load, no write to a shared cache line.
+    fn recovered(&self) {
+        if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::Relaxed) {
+            self.open_until_ms.store(0, Ordering::Relaxed);
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            match &self.name {
+                None => tracing::info!("redis answering; caching on"),
+                Some(node) => tracing::info!(%node, "redis cluster node answering"),
+            }
+        }
+    }
+
+    /// The breaker. Closed (0): every request uses Redis. Open: none does until the window
+    /// ends; then exactly one request probes (it wins the compare-exchange that opens the next
+    /// window), so a hung Redis costs one timeout per window, not one per request.
+    fn admit(&self) -> bool {
+        let until = self.open_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return true;
+        }
+        let now = now_ms();
+        now >= until
+            && self
+                .open_until_ms
+                .compare_exchange(
+                    until,
+                    now + BREAKER_OPEN_MS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    fn error(&self) -> Option<String> {
+        self.last_error.lock().map(|l| l.clone()).unwrap_or(None)
+    }
+}
+
+impl Storage for RedisStore {
+    async fn lookup(&self, key: &ObjectKey) -> Result<Option<Found>, StoreError> {
+        let obj_key = self.obj_key(key);
+        let value = self.get(obj_key.clone()).await?;
+        let Some(value) = value else { return Ok(None) };
+        let entry = match Entry::decode(Bytes::from(value)) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(key = %obj_key, error = %e, "deleting a corrupt cache entry");
+                self.unlink_later(obj_key);
+                return Ok(None);
+            }
+        };
+        let tag_keys: Vec<String> = entry.tags.iter().map(|(t, _)| self.tag_key(t)).collect();
+        let current: Vec<Option<Vec<u8>>> = if tag_keys.is_empty() {
+            Vec::new()
+        } else if self.cluster() {
+            // Tokens live in many slots: one GET each (concurrent, on the multiplexed
+            // connection), each through its own node's breaker.
+            futures_util::future::try_join_all(tag_keys.into_iter().map(|k| self.get(k))).await?
+        } else {
+            let gate = Gate::Shared(&self.shared.breaker);
+            let mut conn = self.conn(&gate)?;
+            self.guarded(
+                &gate,
+                redis::cmd("MGET").arg(&tag_keys).query_async(&mut conn),
+            )
+            .await?
+        };
+        let current: Vec<Option<Token>> = current
+            .iter()
+            .map(|v| v.as_deref().and_then(Token::decode))
+            .collect();
+        let recorded: Vec<Token> = entry.tags.iter().map(|(_, t)| *t).collect();
+        match tags::standing(&recorded, &current, entry.meta.fill_started_us) {
+            Standing::Invalid => {
+                self.unlink_later(obj_key);
+                Ok(None)
+            }
+            standing => Ok(Some(Found { entry, standing })),
+        }
+    }
+
+    async fn store(&self, key: &ObjectKey, new: NewEntry) -> Result<StoreOutcome, StoreError> {
+        let obj_key = self.obj_key(key);
+        let obj_gate = self.gate(&obj_key);
+        let mut conn = self.conn(&obj_gate)?;
+        let life = new.meta.storage_lifetime_secs().max(1);
+        let token_life = life + TOKEN_MARGIN_SECS;
+
+        // Read each tag's token, creating it where missing, and make it outlive this entry.
+        let fresh: Vec<Token> = new.tags.iter().map(|_| Token::new_unpurged()).collect();
         let previous: Vec<Option<Vec<u8>>> = if new.tags.is_empty() {
             Vec::new()
+        } else if self.cluster() {
+            // One pipeline per tag: its token and counter share a slot, other tags do not.
+            let per_tag = new.tags.iter().zip(&fresh).map(|(tag, token)| {
+                let pipe = self.tag_pipeline(
+                    std::slice::from_ref(tag),
+                    std::slice::from_ref(token),
+                    token_life,
+                );
+                let gate = self.gate(&self.tag_key(tag));
+                async move {
+                    let mut conn = self.conn(&gate)?;
+                    let mut prev: Vec<Option<Vec<u8>>> =
+                        self.guarded(&gate, pipe.query_async(&mut conn)).await?;
+                    Ok::<_, StoreError>(prev.pop().flatten())
+                }
+            });
+            futures_util::future::try_join_all(per_tag).await?
         } else {
-            self.guarded(pipe.query_async(&mut conn)).await?
+            let pipe = self.tag_pipeline(&new.tags, &fresh, token_life);
+            self.guarded(&obj_gate, pipe.query_async(&mut conn)).await?
         };
         let mut tokens = Vec::with_capacity(fresh.len());
         for (prev, fresh) in previous.iter().zip(fresh) {
@@ -399,9 +755,9 @@ impl Storage for RedisStore {
             tags: new.tags.into_iter().zip(tokens).collect(),
         };
         let value = entry.encode();
-        let obj_key = self.obj_key(key);
         let _: () = self
             .guarded(
+                &obj_gate,
                 redis::cmd("SET")
                     .arg(&obj_key)
                     .arg(value)
@@ -414,18 +770,23 @@ impl Storage for RedisStore {
     }
 
     async fn purge(&self, tags: &[TagId], soft: bool) -> Result<u64, StoreError> {
-        let mut conn = self.conn()?;
         let now = tags::now_us();
         let mut affected = 0u64;
         for tag in tags {
-            let mut invocation = self.purge_script.key(self.tag_key(tag));
+            // The token and the counter: one slot (a hash tag) in a cluster.
+            let tag_key = self.tag_key(tag);
+            let gate = self.gate(&tag_key);
+            let mut conn = self.conn(&gate)?;
+            let mut invocation = self.purge_script.key(tag_key);
             invocation
                 .key(self.count_key(tag))
                 .arg(now)
                 .arg(if soft { "1" } else { "0" })
                 .arg(format!("{:x}", rand::random::<u64>()))
                 .arg(PURGE_MARKER_TTL_SECS);
-            let n: i64 = self.guarded(invocation.invoke_async(&mut conn)).await?;
+            let n: i64 = self
+                .guarded(&gate, invocation.invoke_async(&mut conn))
+                .await?;
             affected += n.max(0) as u64;
         }
         // Tell every instance, for its in-process state. The purge above is what makes the
@@ -436,27 +797,32 @@ impl Storage for RedisStore {
             soft,
             tags: tags.to_vec(),
         };
-        let _: i64 = self
-            .guarded(
-                redis::cmd("PUBLISH")
-                    .arg(self.channel())
-                    .arg(announcement.encode())
-                    .query_async(&mut conn),
-            )
-            .await?;
+        self.publish(announcement.encode()).await?;
         Ok(affected)
     }
 
     fn health(&self) -> StoreHealth {
-        let detail = self
-            .shared
-            .last_error
-            .lock()
-            .map(|l| l.clone())
-            .unwrap_or(None);
+        let mut detail = self.shared.breaker.error();
+        if detail.is_none() && self.cluster() {
+            let failing: Vec<String> = self
+                .shared
+                .topology
+                .load()
+                .nodes
+                .iter()
+                .filter_map(|n| n.breaker.error().map(|e| format!("{}: {e}", n.addr)))
+                .collect();
+            if !failing.is_empty() {
+                detail = Some(failing.join("; "));
+            }
+        }
         StoreHealth {
-            kind: "redis",
-            up: self.shared.conn.get().is_some() && detail.is_none(),
+            kind: if self.cluster() {
+                "redis-cluster"
+            } else {
+                "redis"
+            },
+            up: self.shared.conns.get().is_some() && detail.is_none(),
             detail,
             memory_tier: None,
             errors: self.shared.errors.load(Ordering::Relaxed),

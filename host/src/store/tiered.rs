@@ -25,7 +25,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use super::memory::MemoryStore;
-use super::redis::{Announcement, RedisStore};
+use super::redis::{Announcement, RedisStore, SubscriptionTargets};
 use super::{
     Found, NewEntry, ObjectKey, Standing, Storage, StoreError, StoreHealth, StoreOutcome, TagId,
     TierHealth, now_ms,
@@ -46,7 +46,7 @@ impl TieredStore {
         let resets = Arc::new(AtomicU64::new(0));
         let subscribed = Arc::new(AtomicBool::new(false));
         tokio::spawn(subscribe(
-            l2.client().clone(),
+            l2.subscription_targets(),
             l2.channel(),
             l2.instance(),
             Arc::downgrade(&l1),
@@ -68,9 +68,11 @@ impl TieredStore {
 }
 
 /// Follows the invalidation channel for as long as the tier exists, reconnecting after a loss
-/// and emptying the tier each time it is subscribed again.
+/// and emptying the tier each time it is subscribed again. On a Redis Cluster any node will do,
+/// since `PUBLISH` reaches the subscribers of every node: a lost subscription moves on to the
+/// next node.
 async fn subscribe(
-    client: redis::Client,
+    targets: SubscriptionTargets,
     channel: String,
     me: u64,
     l1: std::sync::Weak<MemoryStore>,
@@ -78,11 +80,18 @@ async fn subscribe(
     subscribed: Arc<AtomicBool>,
 ) {
     let mut logged_down = false;
+    let mut attempt = 0usize;
     loop {
         if l1.strong_count() == 0 {
             return;
         }
+        let urls = targets.urls();
+        let Some(url) = urls.get(attempt % urls.len().max(1)).cloned() else {
+            return;
+        };
+        attempt += 1;
         let connected = tokio::time::timeout(Duration::from_secs(2), async {
+            let client = redis::Client::open(url.as_str())?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
@@ -95,14 +104,17 @@ async fn subscribe(
                 drop(tier);
                 resets.fetch_add(1, Ordering::Relaxed);
                 subscribed.store(true, Ordering::Relaxed);
-                tracing::info!(%channel, "subscribed to invalidations; memory tier emptied");
+                tracing::info!(%channel, node = %super::cluster::redact(&url), "subscribed to invalidations; memory tier emptied");
                 logged_down = false;
+                // Reconnect to the same node first.
+                attempt -= 1;
                 let mut messages = pubsub.on_message();
                 while let Some(message) = messages.next().await {
                     let Some(tier) = l1.upgrade() else { return };
                     let Ok(text) = message.get_payload::<String>() else {
                         continue;
                     };
+                    tracing::debug!(%text, "invalidation announcement");
                     match Announcement::decode(&text) {
                         Some(a) if a.instance != me => {
                             let _ = tier.purge(&a.tags, a.soft).await;

@@ -47,6 +47,7 @@ async fn main() {
             url: redis.url(),
             prefix: "larder:".into(),
             timeout: Duration::from_secs(2),
+            ..Default::default()
         })
         .unwrap(),
     );

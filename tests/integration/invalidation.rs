@@ -113,6 +113,7 @@ async fn the_redis_store_meets_the_storage_contract() {
         url: redis.url(),
         prefix: "contract:".into(),
         timeout: Duration::from_millis(500),
+        ..Default::default()
     })
     .unwrap();
     for _ in 0..100 {

@@ -178,6 +178,7 @@ async fn lru_eviction_never_breaks_invalidation() {
         url: redis.url(),
         prefix: "larder:".into(),
         timeout: Duration::from_secs(2),
+        ..Default::default()
     })
     .unwrap();
     while !store.health().up {

@@ -5,6 +5,7 @@
 //! - [`origin`]: the stand-in Source Code Analysis Tool (the slow backend behind the gateway),
 //!   started in-process by tests and wrapped by the `scat-origin` binary for the demo.
 //! - [`redis_server`]: real `redis-server` processes on free ports, killed and restarted at will.
+//! - [`redis_cluster`]: a real 3-master Redis Cluster, built with `redis-cli --cluster create`.
 //! - [`plugins`]: the real plugin components, built for `wasm32-wasip2` once per process.
 //! - [`gateway`]: a gateway under test, with its origin and plugin directory.
 //! - [`http`]: a small client that reads replies whole.
@@ -13,6 +14,7 @@ pub mod gateway;
 pub mod http;
 pub mod origin;
 pub mod plugins;
+pub mod redis_cluster;
 pub mod redis_server;
 
 /// A loopback port that was free a moment ago.

@@ -1,6 +1,7 @@
 //! The hit path's own costs, one by one: the policy call (the example `analysis-policy` in a
 //! wasmtime instance reused between calls, as the gateway does, against the same decision made by native Rust), the storage key's
-//! derivation, and an entry's encoding and decoding (with the zstd body of a Redis value).
+//! derivation, an entry's encoding and decoding (with the zstd body of a Redis value), and
+//! counting a request for `/stats` and `/metrics`.
 //!
 //! `cargo bench -p larder --bench hot_path` (criterion; about a minute).
 
@@ -19,6 +20,7 @@ use larder::store::entry::Entry;
 use larder::store::key::tag_id;
 use larder::store::tags::Token;
 use larder::store::{EntryMeta, ObjectKey};
+use larder::telemetry::{Class, Served, Telemetry};
 use larder_bindings::types::{CacheKey, Header, Param, Request, RequestDecision};
 
 fn request() -> Request {
@@ -185,11 +187,31 @@ fn entry_codec(c: &mut Criterion) {
     group.finish();
 }
 
+/// What counting one answered request costs: reading its class off `Cache-Status`, and the
+/// route's counters and histograms (for `/stats` and `/metrics`).
+fn telemetry(c: &mut Criterion) {
+    let t = Telemetry::new();
+    let route = t.route("repository", "analysis-policy", "2020001eafb6");
+    let status = http::HeaderValue::from_static("larder; hit; ttl=1790");
+    c.bench_function("count one request (class, counters, histogram)", |b| {
+        b.iter(|| {
+            let (class, collapsed) = Class::of_cache_status(black_box(status.as_bytes()));
+            route.served(Served {
+                class,
+                collapsed,
+                elapsed: Duration::from_micros(80),
+                bytes: Some(2048),
+                saved_us: 1_200_000,
+            });
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = policy_call, key_derivation, entry_codec
+    targets = policy_call, key_derivation, entry_codec, telemetry
 }
 criterion_main!(benches);

@@ -5,7 +5,11 @@
 //! at most one timeout to the few requests that meet it, then nothing until it is back. The
 //! connection is made in the background: the gateway starts and serves while Redis is down, and
 //! begins caching as soon as it answers. `redis::aio::ConnectionManager` reconnects after a lost
-//! connection by itself.
+//! connection by itself; `redis.connections` of them are used round-robin.
+//!
+//! On a Redis Cluster ([`super::cluster`]) the same operations go through the redis crate's
+//! cluster connection, each touching one slot, and the breaker is kept per master: a failed
+//! master costs the requests that need it, not the others.
 //!
 //! A hit costs two round trips: the entry, then the tokens of its tags (whose names the entry
 //! holds). A store costs two: the tags' tokens (creating missing ones), then the entry. A purge

@@ -828,12 +828,6 @@ mod tests {
                 "{text:?}: {err}"
             );
         }
-        if !crate::store::cluster::TLS_BUILT {
-            let err = parse("[redis]\nurl = \"rediss://h:6380\"\n")
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(":2:7:") && err.contains("TLS"), "{err}");
-        }
         let env = EnvOverrides {
             redis_url: Some("redis+cluster://:secret@h1:7000/5".into()),
             ..Default::default()

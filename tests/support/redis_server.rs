@@ -165,7 +165,7 @@ impl Drop for RedisServer {
 
 /// A free port below Linux's ephemeral range (32768-60999), so that the tests' own outgoing
 /// connections, which take ports from that range, cannot be holding it.
-fn quiet_port() -> u16 {
+pub fn quiet_port() -> u16 {
     loop {
         let port = 20_000 + (rand_u16() % 12_000);
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {

@@ -28,9 +28,6 @@ use redis::cluster_async::ClusterConnection;
 /// Slots in a Redis Cluster.
 pub const SLOTS: usize = 16_384;
 
-/// Whether this build can speak TLS to Redis (`rediss://`).
-pub const TLS_BUILT: bool = false;
-
 /// Where the Redis store connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -58,14 +55,6 @@ impl Target {
                 ));
             }
         };
-        if tls && !TLS_BUILT {
-            return Err(
-                "TLS (rediss://) is not built into this larder: the redis crate's rustls \
-                        feature is off; reach Redis over a private network or a TLS tunnel \
-                        (stunnel, a sidecar) with redis://"
-                    .into(),
-            );
-        }
         if !scheme.to_ascii_lowercase().ends_with("+cluster") {
             return single(url);
         }
@@ -410,10 +399,17 @@ mod tests {
         assert!(err.contains("unknown scheme"), "{err}");
         let err = Target::parse("127.0.0.1:6379").unwrap_err();
         assert!(err.contains("not a Redis URL"), "{err}");
-        if !TLS_BUILT {
-            let err = Target::parse("rediss://h1:6380").unwrap_err();
-            assert!(err.contains("TLS") && err.contains("not built"), "{err}");
-        }
+        assert_eq!(
+            Target::parse("rediss://h1:6380"),
+            Ok(Target::Single("rediss://h1:6380".into()))
+        );
+        assert_eq!(
+            Target::parse("rediss+cluster://h1:7000,h2:7001"),
+            Ok(Target::Cluster(vec![
+                "rediss://h1:7000".into(),
+                "rediss://h2:7001".into()
+            ]))
+        );
     }
 
     #[test]

@@ -165,6 +165,9 @@ impl RedisStore {
     /// Creates the store and starts connecting in the background; never fails and never waits.
     pub fn start(config: &RedisConfig) -> Result<Self, StoreError> {
         let target = config.target().map_err(StoreError::Config)?;
+        // `rediss://` speaks rustls with ring; make it the process's provider unless one is
+        // installed already (then that one serves).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let shared = Arc::new(Shared {
             prefix: config.prefix.clone(),
             timeout: config.timeout,

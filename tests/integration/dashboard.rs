@@ -1,4 +1,5 @@
-//! The dashboard in a real browser: headless Chromium, driven through chromedriver, opens the
+//! The dashboard in a real browser: headless Chromium, driven through chromedriver (W3C
+//! WebDriver, `larder_tests::webdriver`), opens the
 //! admin listener's page while the gateway has served traffic, shows the numbers `/stats`
 //! gives, and purges through its form. A screenshot is saved to
 //! `target/artifacts/dashboard.png`.
@@ -12,11 +13,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::elements::Element;
-use fantoccini::{Client, ClientBuilder, Locator};
 use larder_tests::gateway::{ADMIN_TOKEN, Harness, StoreKind};
 use larder_tests::origin::OriginConfig;
 use larder_tests::redis_server::RedisServer;
+use larder_tests::webdriver::Browser;
 use larder_tests::{free_port, http, plugins};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -53,21 +53,15 @@ impl Driver {
         Driver { child, port }
     }
 
-    async fn browser(&self) -> Client {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
+    async fn browser(&self) -> Browser {
+        let capabilities = serde_json::json!({
+            "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": ["--headless", "--no-sandbox", "--disable-gpu",
                          "--disable-dev-shm-usage", "--window-size=1400,1400"],
-            }),
-        );
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("a chromium session through chromedriver")
+            }
+        });
+        Browser::open(&format!("http://127.0.0.1:{}", self.port), capabilities).await
     }
 }
 
@@ -95,31 +89,22 @@ async fn eventually<T, F: AsyncFn() -> Option<T>>(what: &str, check: F) -> T {
     }
 }
 
-async fn find(c: &Client, css: &str) -> Element {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-}
-
 /// An attribute (or, for `None`, the text) of the element `css` selects, read in one script
 /// call: the page re-renders its tables on every poll, so a found element may be gone by the
 /// time a second command reads it.
-async fn read(c: &Client, css: &str, attribute: Option<&str>) -> Option<String> {
+async fn read(c: &Browser, css: &str, attribute: Option<&str>) -> Option<String> {
     let script = "const el = document.querySelector(arguments[0]);
                   if (!el) throw new Error('no element ' + arguments[0]);
                   return arguments[1] === null ? el.textContent : el.getAttribute(arguments[1]);";
-    let value = c
-        .execute(script, vec![css.into(), attribute.into()])
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    let value = c.execute(script, vec![css.into(), attribute.into()]).await;
     value.as_str().map(str::to_owned)
 }
 
-async fn text(c: &Client, css: &str) -> String {
+async fn text(c: &Browser, css: &str) -> String {
     read(c, css, None).await.unwrap_or_default()
 }
 
-async fn data_value(c: &Client, css: &str) -> Option<String> {
+async fn data_value(c: &Browser, css: &str) -> Option<String> {
     read(c, css, Some("data-value")).await
 }
 
@@ -163,7 +148,7 @@ async fn the_dashboard_shows_the_stats_and_purges() {
 
     let driver = Driver::start().await;
     let c = driver.browser().await;
-    c.goto(&h.admin("/?interval=300")).await.unwrap();
+    c.goto(&h.admin("/?interval=300")).await;
     eventually("the first poll", async || {
         data_value(&c, "#hit-ratio").await.filter(|v| !v.is_empty())
     })
@@ -212,22 +197,12 @@ async fn the_dashboard_shows_the_stats_and_purges() {
     assert_eq!(text(&c, "#store-status").await, "redis up");
 
     // Purge repository 1's entries through the form.
-    find(&c, "#purge-token")
-        .await
-        .send_keys(ADMIN_TOKEN)
-        .await
-        .unwrap();
-    find(&c, "#purge-kind")
-        .await
-        .select_by_value("tag")
-        .await
-        .unwrap();
-    find(&c, "#purge-value")
-        .await
-        .send_keys("repo:1")
-        .await
-        .unwrap();
-    find(&c, "#purge-submit").await.click().await.unwrap();
+    c.send_keys(&c.find("#purge-token").await, ADMIN_TOKEN)
+        .await;
+    c.click(&c.find("#purge-kind option[value=\"tag\"]").await)
+        .await;
+    c.send_keys(&c.find("#purge-value").await, "repo:1").await;
+    c.click(&c.find("#purge-submit").await).await;
     let status = eventually("the purge's answer", async || {
         read(&c, "#purge-result", Some("data-status")).await
     })
@@ -267,12 +242,12 @@ async fn the_dashboard_shows_the_stats_and_purges() {
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
-    c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
-    let png = c.screenshot().await.unwrap();
+    c.execute("window.scrollTo(0, 0)", vec![]).await;
+    let png = c.screenshot().await;
     let dir = plugins::workspace_root().join("target/artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("dashboard.png"), &png).unwrap();
     assert!(png.len() > 10_000, "a screenshot of a drawn page");
-    c.close().await.unwrap();
+    c.close().await;
     h.stop().await;
 }

@@ -9,6 +9,7 @@
 //! - [`plugins`]: the real plugin components, built for `wasm32-wasip2` once per process.
 //! - [`gateway`]: a gateway under test, with its origin and plugin directory.
 //! - [`http`]: a small client that reads replies whole.
+//! - [`webdriver`]: a minimal WebDriver client, for the dashboard's browser test.
 
 pub mod gateway;
 pub mod http;
@@ -16,6 +17,7 @@ pub mod origin;
 pub mod plugins;
 pub mod redis_cluster;
 pub mod redis_server;
+pub mod webdriver;
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {

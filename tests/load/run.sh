@@ -47,8 +47,9 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --d
 PIDS+=($!)
 wait_http "http://127.0.0.1:$ORIGIN_PORT/api/v1/health"
 
-# Two gateways: Redis only, and Redis behind a 64 MiB memory tier.
-start_larder() { # name tier_bytes
+# Two gateways: Redis only, and Redis behind a 64 MiB memory tier. Not called in `$(...)`: a
+# subshell's PIDS would be lost, and the gateways left running after the script.
+start_larder() { # name tier_bytes; sets STARTED_PORT
   local port admin
   port=$(free_port); admin=$(free_port)
   cat >"$WORK/$1.toml" <<EOF
@@ -72,10 +73,10 @@ EOF
     curl -fs "http://127.0.0.1:$admin/health" | grep -q '"up":true' && break
     sleep 0.1
   done
-  echo "$port"
+  STARTED_PORT=$port
 }
-LARDER_REDIS=$(start_larder larder-redis 0)
-LARDER_TIER=$(start_larder larder-tier 67108864)
+start_larder larder-redis 0; LARDER_REDIS=$STARTED_PORT
+start_larder larder-tier 67108864; LARDER_TIER=$STARTED_PORT
 
 NGINX_PORT=""
 if command -v nginx >/dev/null; then

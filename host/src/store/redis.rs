@@ -52,9 +52,33 @@ redis.call('SET', KEYS[1], hard .. '.' .. ARGV[1] .. '.' .. ARGV[3], 'EX', ARGV[
 return tonumber(redis.call('GETDEL', KEYS[2]) or '0')
 "#;
 
+/// A hit in one round trip (single Redis only): the entry's value and the current tokens of the
+/// tags recorded in it. The script reads the tag ids at their fixed place in the value's header
+/// (see `entry.rs`: `n_tags` at byte 43, then `tag:[u8;16] token_len:u8 token` each); a value it
+/// cannot read is answered alone, and the host decodes it (a corrupt value is then deleted).
+/// ARGV[1] is the token key prefix (`<prefix>tag:`). Answer: `{value, token...}`, or nil.
+/// Not for a cluster, where the tokens live in other slots.
+const LOOKUP_SCRIPT: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+if #v < 45 or string.sub(v, 1, 4) ~= 'LRD2' then return {v} end
+local n = string.byte(v, 44) + 256 * string.byte(v, 45)
+if n == 0 then return {v} end
+local pos, keys, hex = 46, {}, string.rep('%02x', 16)
+for i = 1, n do
+  if pos + 16 > #v then return {v} end
+  keys[i] = ARGV[1] .. string.format(hex, string.byte(v, pos, pos + 15))
+  pos = pos + 17 + string.byte(v, pos + 16)
+end
+local out = redis.call('MGET', unpack(keys))
+table.insert(out, 1, v)
+return out
+"#;
+
 pub struct RedisStore {
     shared: Arc<Shared>,
     purge_script: redis::Script,
+    lookup_script: redis::Script,
     /// Identifies this process in invalidation messages, so it can skip its own.
     instance: u64,
 }
@@ -209,6 +233,7 @@ impl RedisStore {
         Ok(Self {
             shared,
             purge_script: redis::Script::new(PURGE_SCRIPT),
+            lookup_script: redis::Script::new(LOOKUP_SCRIPT),
             instance: rand::random(),
         })
     }
@@ -303,6 +328,53 @@ impl RedisStore {
     }
 
     /// GET of one key, through its node's breaker.
+    /// An entry's value and, on a single Redis, the current tokens of its tags, in one round
+    /// trip ([`LOOKUP_SCRIPT`]); on a cluster the value alone.
+    async fn get_with_tokens(
+        &self,
+        obj_key: &str,
+    ) -> Result<(Option<Vec<u8>>, Option<Vec<Option<Vec<u8>>>>), StoreError> {
+        if self.cluster() {
+            return Ok((self.get(obj_key.to_owned()).await?, None));
+        }
+        let gate = Gate::Shared(&self.shared.breaker);
+        let mut conn = self.conn(&gate)?;
+        let mut invocation = self.lookup_script.key(obj_key);
+        invocation.arg(format!("{}tag:", self.shared.prefix));
+        let reply: Option<Vec<Option<Vec<u8>>>> = self
+            .guarded(&gate, invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(match reply {
+            Some(mut values) if !values.is_empty() => {
+                let value = values.remove(0);
+                (value, Some(values))
+            }
+            _ => (None, None),
+        })
+    }
+
+    /// The current tokens of `entry`'s tags, read on their own (a cluster, or a value the
+    /// lookup script could not read).
+    async fn tokens(&self, entry: &Entry) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let tag_keys: Vec<String> = entry.tags.iter().map(|(t, _)| self.tag_key(t)).collect();
+        if tag_keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.cluster() {
+            // Tokens live in many slots: one GET each (concurrent, on the multiplexed
+            // connection), each through its own node's breaker.
+            return futures_util::future::try_join_all(tag_keys.into_iter().map(|k| self.get(k)))
+                .await;
+        }
+        let gate = Gate::Shared(&self.shared.breaker);
+        let mut conn = self.conn(&gate)?;
+        self.guarded(
+            &gate,
+            redis::cmd("MGET").arg(&tag_keys).query_async(&mut conn),
+        )
+        .await
+    }
+
     async fn get(&self, key: String) -> Result<Option<Vec<u8>>, StoreError> {
         let gate = self.gate(&key);
         let mut conn = self.conn(&gate)?;
@@ -667,7 +739,7 @@ impl Breaker {
 impl Storage for RedisStore {
     async fn lookup(&self, key: &ObjectKey) -> Result<Option<Found>, StoreError> {
         let obj_key = self.obj_key(key);
-        let value = self.get(obj_key.clone()).await?;
+        let (value, tokens) = self.get_with_tokens(&obj_key).await?;
         let Some(value) = value else { return Ok(None) };
         let entry = match Entry::decode(Bytes::from(value)) {
             Ok(e) => e,
@@ -677,21 +749,9 @@ impl Storage for RedisStore {
                 return Ok(None);
             }
         };
-        let tag_keys: Vec<String> = entry.tags.iter().map(|(t, _)| self.tag_key(t)).collect();
-        let current: Vec<Option<Vec<u8>>> = if tag_keys.is_empty() {
-            Vec::new()
-        } else if self.cluster() {
-            // Tokens live in many slots: one GET each (concurrent, on the multiplexed
-            // connection), each through its own node's breaker.
-            futures_util::future::try_join_all(tag_keys.into_iter().map(|k| self.get(k))).await?
-        } else {
-            let gate = Gate::Shared(&self.shared.breaker);
-            let mut conn = self.conn(&gate)?;
-            self.guarded(
-                &gate,
-                redis::cmd("MGET").arg(&tag_keys).query_async(&mut conn),
-            )
-            .await?
+        let current = match tokens.filter(|t| t.len() == entry.tags.len()) {
+            Some(tokens) => tokens,
+            None => self.tokens(&entry).await?,
         };
         let current: Vec<Option<Token>> = current
             .iter()
@@ -841,6 +901,22 @@ impl Storage for RedisStore {
 mod tests {
     use super::*;
     use crate::store::key::tag_id;
+
+    /// The lookup script reads tag ids at fixed offsets of the value: pin them.
+    #[test]
+    fn the_lookup_script_reads_the_entry_layout() {
+        let mut entry = crate::store::entry::tests::sample();
+        entry
+            .tags
+            .push((tag_id("all-repos"), Token::new_unpurged()));
+        let value = entry.encode();
+        assert!(LOOKUP_SCRIPT.contains("'LRD2'") && value.starts_with(b"LRD2"));
+        // Lua's 1-based bytes 44-45 are n_tags, then each tag at 46, 46 + 17 + token_len, ...
+        assert_eq!(u16::from_le_bytes([value[43], value[44]]), 2);
+        assert_eq!(value[45..61], entry.tags[0].0.0);
+        let next = 45 + 17 + usize::from(value[61]);
+        assert_eq!(value[next..next + 16], entry.tags[1].0.0);
+    }
 
     #[test]
     fn announcements_round_trip_and_refuse_garbage() {

@@ -1,13 +1,27 @@
 //! The embedded store: entries in this process, bounded by a byte budget.
 //!
-//! Used when no Redis is configured (a laptop, a single instance), and as the reference
-//! implementation of [`Storage`]. A `std::sync::Mutex` guards the maps: every critical section is
-//! a few hash-map operations and never spans an `.await`, so an async mutex would only add cost.
-//! Eviction is oldest-stored first once the budget is exceeded (the memory tier of the
-//! performance work will bring a smarter admission policy).
+//! Used when no Redis is configured (a laptop, a single instance), as the memory tier in front
+//! of Redis ([`super::tiered`]), and as the reference implementation of [`Storage`]: the same
+//! contract tests run against it and against Redis.
+//!
+//! Entries live in a [`quick_cache`] cache weighted by [`Entry::weight`]. Its admission and
+//! eviction are scan-resistant (S3-FIFO-style): a new entry enters a small probationary
+//! ("cold") queue and reaches the main ("hot") queue only if it is requested again while there;
+//! keys evicted recently are remembered (a "ghost" list) and go straight to the main queue when
+//! they come back. So a crawl through thousands of repositories that are each requested once
+//! does not push out the few that every user opens, as plain LRU or FIFO would. Gets take a
+//! shard's read lock only, so hits on many threads do not serialise.
+//!
+//! Tag tokens and the per-tag counts sit beside the entries under one `RwLock`: a hit reads
+//! them (read lock, no allocation), stores and purges write them. Every critical section is a
+//! few hash-map operations and never spans an `.await`. Correctness does not depend on the
+//! entry map and the token map changing together: an entry records its tags' tokens when it is
+//! stored, and a lookup compares them with the current ones, so a purge that lands between a
+//! store's check and its insert still invalidates that entry.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, RwLock};
 
 use super::entry::Entry;
 use super::key::{Digest, ObjectKey, TagId};
@@ -17,31 +31,80 @@ use super::{Found, NewEntry, Standing, Storage, StoreError, StoreHealth, StoreOu
 /// Default budget: 256 MiB of entries.
 pub const DEFAULT_BUDGET: usize = 256 * 1024 * 1024;
 
+/// Each shard of the entry cache gets at least this much of the budget (an entry weighing more
+/// than about a shard's budget is not kept), and there are at most [`MAX_SHARDS`].
+const MIN_SHARD_BUDGET: usize = 32 * 1024 * 1024;
+const MAX_SHARDS: usize = 16;
+
+type Entries =
+    quick_cache::sync::Cache<Digest, Arc<Slot>, ByWeight, BuildHasherDefault<DigestHasher>>;
+
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    entries: Entries,
+    tags: RwLock<TagState>,
     budget: usize,
 }
 
 struct Slot {
     entry: Entry,
     expires_at_ms: u64,
+    weight: u64,
 }
 
 #[derive(Default)]
-struct Inner {
-    entries: HashMap<(String, Digest), Slot>,
+struct TagState {
     tokens: HashMap<TagId, Token>,
     /// Entries stored per tag since its last purge.
     stored_since_purge: HashMap<TagId, u64>,
-    /// Insertion order, for eviction; may hold keys already replaced or removed.
-    order: VecDeque<(String, Digest)>,
-    bytes: usize,
+}
+
+/// Weighs an entry by the bytes it holds (computed once, when it is stored).
+#[derive(Clone, Copy)]
+struct ByWeight;
+
+impl quick_cache::Weighter<Digest, Arc<Slot>> for ByWeight {
+    fn weight(&self, _key: &Digest, slot: &Arc<Slot>) -> u64 {
+        slot.weight
+    }
+}
+
+/// Object digests are already uniformly random (BLAKE3 of the key): their first eight bytes are
+/// the hash, with no SipHash round on every hit.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
 }
 
 impl MemoryStore {
     pub fn new(budget: usize) -> Self {
+        let shards = (budget / MIN_SHARD_BUDGET).clamp(1, MAX_SHARDS);
+        let options = quick_cache::OptionsBuilder::new()
+            .shards(shards)
+            .weight_capacity(budget as u64)
+            // Sizes the maps up front; a few KiB per analysis document is typical.
+            .estimated_items_capacity((budget / 8192).clamp(64, 65_536))
+            .build()
+            .expect("memory store options are valid");
         Self {
-            inner: Mutex::new(Inner::default()),
+            entries: Entries::with_options(
+                options,
+                ByWeight,
+                BuildHasherDefault::default(),
+                Default::default(),
+            ),
+            tags: RwLock::new(TagState::default()),
             budget,
         }
     }
@@ -49,74 +112,58 @@ impl MemoryStore {
     /// Drops every entry (the memory tier does after missing invalidations). Tag tokens stay:
     /// they only ever make entries invalid.
     pub fn clear(&self) {
-        let mut inner = self.lock();
-        inner.entries.clear();
-        inner.stored_since_purge.clear();
-        inner.order.clear();
-        inner.bytes = 0;
+        self.entries.clear();
+        self.write_tags().stored_since_purge.clear();
     }
 
     /// Entries held and the bytes they weigh.
     pub fn usage(&self) -> (usize, usize) {
-        let inner = self.lock();
-        (inner.entries.len(), inner.bytes)
+        (self.entries.len(), self.entries.weight() as usize)
     }
 
     pub fn budget(&self) -> usize {
         self.budget
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding the lock leaves maps that are still consistent (every
-        // operation is a single insert/remove), so a poisoned lock is safe to reuse.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Inner {
-    fn remove(&mut self, id: &(String, Digest)) {
-        if let Some(slot) = self.entries.remove(id) {
-            self.bytes -= slot.entry.weight();
-        }
+    /// Removes `slot`, unless a store replaced it since it was read.
+    fn remove(&self, digest: &Digest, slot: &Arc<Slot>) {
+        self.entries
+            .remove_if(digest, |current| Arc::ptr_eq(current, slot));
     }
 
-    fn evict_to(&mut self, budget: usize) {
-        while self.bytes > budget {
-            let Some(id) = self.order.pop_front() else {
-                break;
-            };
-            self.remove(&id);
-        }
-        // Keep the order queue from growing without bound through replaced keys.
-        if self.order.len() > 2 * self.entries.len() + 1024 {
-            let entries = &self.entries;
-            self.order.retain(|id| entries.contains_key(id));
-        }
+    // A panic while holding a lock leaves maps that are still consistent (every operation is a
+    // single insert or remove), so a poisoned lock is safe to reuse.
+    fn read_tags(&self) -> std::sync::RwLockReadGuard<'_, TagState> {
+        self.tags.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_tags(&self) -> std::sync::RwLockWriteGuard<'_, TagState> {
+        self.tags.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl Storage for MemoryStore {
     async fn lookup(&self, key: &ObjectKey) -> Result<Option<Found>, StoreError> {
-        let id = (key.route.clone(), key.digest);
-        let now = now_ms();
-        let mut inner = self.lock();
-        let Some(slot) = inner.entries.get(&id) else {
+        // The digest covers the route name, so it alone identifies the entry.
+        let Some(slot) = self.entries.get(&key.digest) else {
             return Ok(None);
         };
-        if slot.expires_at_ms <= now {
-            inner.remove(&id);
+        if slot.expires_at_ms <= now_ms() {
+            self.remove(&key.digest, &slot);
             return Ok(None);
         }
-        let recorded: Vec<Token> = slot.entry.tags.iter().map(|(_, t)| *t).collect();
-        let current: Vec<Option<Token>> = slot
-            .entry
-            .tags
-            .iter()
-            .map(|(tag, _)| inner.tokens.get(tag).copied())
-            .collect();
-        match tags::standing(&recorded, &current, slot.entry.meta.fill_started_us) {
+        let standing = {
+            let tags = self.read_tags();
+            let pairs = slot
+                .entry
+                .tags
+                .iter()
+                .map(|(tag, was)| (*was, tags.tokens.get(tag).copied()));
+            tags::judge(pairs, slot.entry.meta.fill_started_us)
+        };
+        match standing {
             Standing::Invalid => {
-                inner.remove(&id);
+                self.remove(&key.digest, &slot);
                 Ok(None)
             }
             standing => Ok(Some(Found {
@@ -127,19 +174,22 @@ impl Storage for MemoryStore {
     }
 
     async fn store(&self, key: &ObjectKey, new: NewEntry) -> Result<StoreOutcome, StoreError> {
-        let id = (key.route.clone(), key.digest);
-        let mut inner = self.lock();
-        let tokens: Vec<Token> = new
-            .tags
-            .iter()
-            .map(|tag| *inner.tokens.entry(*tag).or_insert_with(Token::new_unpurged))
-            .collect();
-        if tags::may_store(&tokens, new.meta.fill_started_us).is_err() {
-            return Ok(StoreOutcome::PurgedDuringFill);
-        }
-        for tag in &new.tags {
-            *inner.stored_since_purge.entry(*tag).or_default() += 1;
-        }
+        let tokens: Vec<Token> = {
+            let mut tags = self.write_tags();
+            let tokens: Vec<Token> = new
+                .tags
+                .iter()
+                .map(|tag| *tags.tokens.entry(*tag).or_insert_with(Token::new_unpurged))
+                .collect();
+            if tags::may_store(&tokens, new.meta.fill_started_us).is_err() {
+                return Ok(StoreOutcome::PurgedDuringFill);
+            }
+            for tag in &new.tags {
+                *tags.stored_since_purge.entry(*tag).or_default() += 1;
+            }
+            tokens
+        };
+        let expires_at_ms = new.meta.stored_at_ms + new.meta.storage_lifetime_secs() * 1000;
         let entry = Entry {
             status: new.status,
             headers: new.headers,
@@ -147,44 +197,39 @@ impl Storage for MemoryStore {
             meta: new.meta,
             tags: new.tags.into_iter().zip(tokens).collect(),
         };
-        let expires_at_ms = new.meta.stored_at_ms + new.meta.storage_lifetime_secs() * 1000;
-        inner.remove(&id);
-        inner.bytes += entry.weight();
-        inner.entries.insert(
-            id.clone(),
-            Slot {
+        let weight = entry.weight() as u64;
+        self.entries.insert(
+            key.digest,
+            Arc::new(Slot {
                 entry,
                 expires_at_ms,
-            },
+                weight,
+            }),
         );
-        inner.order.push_back(id);
-        inner.evict_to(self.budget);
         Ok(StoreOutcome::Stored)
     }
 
     async fn purge(&self, tags: &[TagId], soft: bool) -> Result<u64, StoreError> {
         let now = tags::now_us();
-        let mut inner = self.lock();
+        let mut state = self.write_tags();
         let mut affected = 0;
         for tag in tags {
-            let previous = inner.tokens.get(tag).copied();
-            inner
+            let previous = state.tokens.get(tag).copied();
+            state
                 .tokens
                 .insert(*tag, Token::purged(previous, now, soft));
-            affected += inner.stored_since_purge.remove(tag).unwrap_or(0);
+            affected += state.stored_since_purge.remove(tag).unwrap_or(0);
         }
         Ok(affected)
     }
 
     fn health(&self) -> StoreHealth {
-        let inner = self.lock();
+        let (entries, bytes) = self.usage();
         StoreHealth {
             kind: "memory",
             up: true,
             detail: Some(format!(
-                "{} entries, {} of {} bytes",
-                inner.entries.len(),
-                inner.bytes,
+                "{entries} entries, {bytes} of {} bytes",
                 self.budget
             )),
             memory_tier: None,
@@ -208,33 +253,84 @@ mod tests {
         contract::prefix_purge_reaches_longer_keys_only(&s).await;
     }
 
-    #[tokio::test]
-    async fn the_budget_evicts_oldest_first() {
-        let s = MemoryStore::new(2000);
-        let mut keys = Vec::new();
-        for i in 0..10 {
-            let k = ObjectKey::derive("r", &["k", &i.to_string()], &[]);
-            let e = NewEntry {
-                status: http::StatusCode::OK,
-                headers: http::HeaderMap::new(),
-                body: bytes::Bytes::from(vec![b'x'; 500]),
-                meta: crate::store::EntryMeta {
-                    stored_at_ms: now_ms(),
-                    fill_started_us: tags::now_us(),
-                    initial_age: 0,
-                    ttl: 60,
-                    stale_while_revalidate: 0,
-                    stale_if_error: 0,
-                    keep: 0,
-                    vary_marker: false,
-                },
-                tags: k.implicit_tags.clone(),
-            };
-            s.store(&k, e).await.unwrap();
-            keys.push(k);
+    fn entry(bytes: usize, tags: Vec<TagId>) -> NewEntry {
+        NewEntry {
+            status: http::StatusCode::OK,
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::from(vec![b'x'; bytes]),
+            meta: crate::store::EntryMeta {
+                stored_at_ms: now_ms(),
+                fill_started_us: tags::now_us(),
+                initial_age: 0,
+                ttl: 60,
+                stale_while_revalidate: 0,
+                stale_if_error: 0,
+                keep: 0,
+                vary_marker: false,
+            },
+            tags,
         }
-        assert!(s.lock().bytes <= 2000);
-        assert!(s.lookup(&keys[0]).await.unwrap().is_none());
-        assert!(s.lookup(&keys[9]).await.unwrap().is_some());
+    }
+
+    fn repo(i: usize) -> ObjectKey {
+        ObjectKey::derive("r", &["repo", &i.to_string()], &[])
+    }
+
+    async fn store_repo(s: &MemoryStore, i: usize, bytes: usize) {
+        let k = repo(i);
+        let tags = k.implicit_tags.clone();
+        s.store(&k, entry(bytes, tags)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_budget_bounds_the_bytes_held() {
+        let s = MemoryStore::new(64 * 1024);
+        for i in 0..500 {
+            store_repo(&s, i, 1000).await;
+        }
+        let (entries, bytes) = s.usage();
+        assert!(bytes <= 64 * 1024, "{bytes} bytes held");
+        assert!(entries < 500 && entries > 30, "{entries} entries held");
+    }
+
+    #[tokio::test]
+    async fn a_scan_of_one_time_keys_does_not_push_out_the_popular_ones() {
+        // Room for about 50 entries: 10 popular repositories, then a crawl of 2,000 others,
+        // each stored once, while the popular ones keep being read.
+        let s = MemoryStore::new(50 * 1200);
+        for i in 0..10 {
+            store_repo(&s, i, 1000).await;
+        }
+        for n in 0..2000 {
+            store_repo(&s, 1000 + n, 1000).await;
+            if n % 20 == 0 {
+                for i in 0..10 {
+                    s.lookup(&repo(i)).await.unwrap();
+                }
+            }
+        }
+        let mut kept = 0;
+        for i in 0..10 {
+            kept += usize::from(s.lookup(&repo(i)).await.unwrap().is_some());
+        }
+        assert_eq!(kept, 10, "popular entries kept through the crawl");
+        // The crawl's own entries came and went: most of them are not held.
+        let mut crawled = 0;
+        for n in 0..2000 {
+            crawled += usize::from(s.lookup(&repo(1000 + n)).await.unwrap().is_some());
+        }
+        assert!(crawled < 50, "{crawled} crawled entries held");
+    }
+
+    #[tokio::test]
+    async fn an_expired_entry_is_not_found() {
+        let s = MemoryStore::new(DEFAULT_BUDGET);
+        let k = repo(1);
+        let mut e = entry(10, k.implicit_tags.clone());
+        e.meta.ttl = 1;
+        e.meta.stored_at_ms -= 2_000;
+        s.store(&k, e).await.unwrap();
+        assert!(s.lookup(&k).await.unwrap().is_none());
+        assert_eq!(s.usage().0, 0);
     }
 }

@@ -96,8 +96,20 @@ impl Token {
 /// same tags, in the same order.
 pub fn standing(recorded: &[Token], current: &[Option<Token>], fill_started_us: u64) -> Standing {
     debug_assert_eq!(recorded.len(), current.len());
+    judge(
+        recorded.iter().copied().zip(current.iter().copied()),
+        fill_started_us,
+    )
+}
+
+/// [`standing`] over (recorded, current) pairs, for callers that hold them in another shape (the
+/// memory store reads current tokens from its map as it goes, allocating nothing).
+pub fn judge(
+    pairs: impl IntoIterator<Item = (Token, Option<Token>)>,
+    fill_started_us: u64,
+) -> Standing {
     let mut result = Standing::Current;
-    for (was, now) in recorded.iter().zip(current) {
+    for (was, now) in pairs {
         match now {
             Some(now) if now == was => {}
             // Changed by a soft purge after the fill started, and no hard purge since: stale.

@@ -127,7 +127,9 @@ impl CacheStatus {
     }
 
     pub fn header_value(&self) -> HeaderValue {
-        HeaderValue::from_str(&self.render()).expect("only printable ASCII is written")
+        // The rendered text becomes the value's buffer: no second copy.
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(self.render()))
+            .expect("only printable ASCII is written")
     }
 }
 

@@ -219,7 +219,7 @@ impl Exchange {
             .find(&self.parts.method, self.parts.uri.path())
         else {
             let status = CacheStatus::forward(Forward::Bypass).detail("no-route");
-            return self.pass_through(body, default_timeout, status).await;
+            return Box::pin(self.pass_through(body, default_timeout, status)).await;
         };
         self.route = Some(matched.route.index);
         let route = &matched.route.config;
@@ -231,7 +231,7 @@ impl Exchange {
             let e = PluginError::NotLoaded {
                 plugin: route.plugin.clone(),
             };
-            return self.plugin_failed(e, None, route, body).await;
+            return Box::pin(self.plugin_failed(e, None, route, body)).await;
         };
         let policy_req = convert::request(&self.parts, &matched);
         let policy = PolicyCall {
@@ -243,9 +243,9 @@ impl Exchange {
 
         if is_unsafe(&self.parts.method) {
             if self.parts.method == Method::POST && route.cache_post {
-                return self.post_lookup(&policy, body).await;
+                return Box::pin(self.post_lookup(&policy, body)).await;
             }
-            return self.write_through(&policy, body).await;
+            return Box::pin(self.write_through(&policy, body)).await;
         }
 
         let called = Instant::now();
@@ -254,20 +254,16 @@ impl Exchange {
             .await;
         self.plugin_answered(called, &decision);
         let key = match decision {
-            Err(e) => return self.plugin_failed(e, Some(plugin), route, body).await,
+            Err(e) => return Box::pin(self.plugin_failed(e, Some(plugin), route, body)).await,
             Ok(RequestDecision::Pass(reason)) => {
                 let status = CacheStatus::forward(Forward::Bypass).detail(&reason);
-                return self
-                    .pass_through(body, route.upstream_timeout, status)
-                    .await;
+                return Box::pin(self.pass_through(body, route.upstream_timeout, status)).await;
             }
             Ok(RequestDecision::Lookup(_))
                 if self.parts.method != Method::GET && self.parts.method != Method::HEAD =>
             {
                 let status = CacheStatus::forward(Forward::Method);
-                return self
-                    .pass_through(body, route.upstream_timeout, status)
-                    .await;
+                return Box::pin(self.pass_through(body, route.upstream_timeout, status)).await;
             }
             Ok(RequestDecision::Lookup(key)) => key,
         };
@@ -281,7 +277,11 @@ impl Exchange {
         ) {
             return conditional::not_modified(response);
         }
-        self.ranged(response).await
+        if self.parts.headers.contains_key(header::RANGE) {
+            Box::pin(self.ranged(response)).await
+        } else {
+            response
+        }
     }
 
     /// Answers a `Range` request from a whole 200 response that is held in memory (from the
@@ -429,7 +429,7 @@ impl Exchange {
                 }
             }
         }
-        self.fill(policy, base, status, stale, body)
+        Box::pin(self.fill(policy, base, status, stale, body))
             .await
             .into_response()
     }

@@ -7,6 +7,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use larder::config::{Config, EnvOverrides};
 use larder::policy::{devtool, scaffold};
 
+/// mimalloc instead of glibc's malloc: a hit allocates a few dozen small objects on one thread
+/// and frees them on another, and glibc's arenas showed as a tenth of the gateway's CPU under
+/// load (malloc, free and their consolidation); with mimalloc the same load runs faster.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "larder",

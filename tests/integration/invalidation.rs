@@ -131,6 +131,100 @@ async fn the_redis_store_meets_the_storage_contract() {
     assert!(redis.keys("contract:tag:*").len() > 3);
 }
 
+/// Calls of `command` Redis has served (`INFO commandstats`; commands run by scripts count).
+fn calls(redis: &RedisServer, command: &str) -> u64 {
+    let info: String = ::redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.conn())
+        .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_hit_is_one_round_trip_with_or_without_explicit_tags() {
+    use larder::store::key::tag_id;
+    use larder::store::{EntryMeta, NewEntry, ObjectKey, Storage, now_ms, tags};
+
+    let redis = RedisServer::start();
+    let store = RedisStore::start(&larder::config::RedisConfig {
+        url: redis.url(),
+        prefix: "trips:".into(),
+        timeout: Duration::from_millis(500),
+        ..Default::default()
+    })
+    .unwrap();
+    while !store.health().up {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let entry = |tags| NewEntry {
+        status: ::http::StatusCode::OK,
+        headers: ::http::HeaderMap::new(),
+        body: bytes::Bytes::from_static(b"{}"),
+        meta: EntryMeta {
+            stored_at_ms: now_ms(),
+            fill_started_us: tags::now_us(),
+            initial_age: 0,
+            ttl: 60,
+            stale_while_revalidate: 0,
+            stale_if_error: 0,
+            keep: 0,
+            vary_marker: false,
+        },
+        tags,
+    };
+    // A route whose entries carry only their implicit tags (key and prefixes), and one whose
+    // entries also carry a tag of the policy's.
+    let plain = ObjectKey::derive("plain", &["repo", "1"], &[]);
+    let tagged = ObjectKey::derive("tagged", &["repo", "1"], &[]);
+    let mut tagged_tags = tagged.implicit_tags.clone();
+    tagged_tags.push(tag_id("repo:1"));
+    store
+        .store(&plain, entry(plain.implicit_tags.clone()))
+        .await
+        .unwrap();
+    store.store(&tagged, entry(tagged_tags)).await.unwrap();
+    // The first lookup of each route learns which kind it is (and the second of the tagged
+    // one loads the script into Redis).
+    assert!(store.lookup(&plain).await.unwrap().is_some());
+    assert!(store.lookup(&tagged).await.unwrap().is_some());
+    assert!(store.lookup(&tagged).await.unwrap().is_some());
+
+    let (mget, evalsha, get) = (
+        calls(&redis, "mget"),
+        calls(&redis, "evalsha"),
+        calls(&redis, "get"),
+    );
+    for _ in 0..10 {
+        assert!(store.lookup(&plain).await.unwrap().is_some());
+    }
+    assert_eq!(calls(&redis, "mget") - mget, 10, "one MGET per plain hit");
+    assert_eq!(calls(&redis, "evalsha") - evalsha, 0);
+    assert_eq!(calls(&redis, "get") - get, 0);
+
+    let (mget, evalsha) = (calls(&redis, "mget"), calls(&redis, "evalsha"));
+    for _ in 0..10 {
+        assert!(store.lookup(&tagged).await.unwrap().is_some());
+    }
+    assert_eq!(
+        calls(&redis, "evalsha") - evalsha,
+        10,
+        "one script call per tagged hit"
+    );
+    // The script's own MGET of the tokens, and nothing else.
+    assert_eq!(calls(&redis, "mget") - mget, 10);
+
+    // Both still see their purges: the key of the plain entry, the policy's tag of the other.
+    store.purge(&[plain.implicit_tags[0]], false).await.unwrap();
+    assert!(store.lookup(&plain).await.unwrap().is_none());
+    store.purge(&[tag_id("repo:1")], false).await.unwrap();
+    assert!(store.lookup(&tagged).await.unwrap().is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_entry_is_a_miss_and_is_deleted() {
     let redis = RedisServer::start();

@@ -18,6 +18,12 @@
 //! entry map and the token map changing together: an entry records its tags' tokens when it is
 //! stored, and a lookup compares them with the current ones, so a purge that lands between a
 //! store's check and its insert still invalidates that entry.
+//!
+//! Both tag maps stay bounded by what is held, not by what was ever stored: a tag that was
+//! never purged has no token (it reads as [`UNPURGED`]), and a tag's count is the number of
+//! held entries stored with it since its last purge, decreased as entries are evicted,
+//! replaced or dropped. So a crawl through millions of keys leaves no trace once its entries
+//! are gone; only purged tags keep their token.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -36,8 +42,20 @@ pub const DEFAULT_BUDGET: usize = 256 * 1024 * 1024;
 const MIN_SHARD_BUDGET: usize = 32 * 1024 * 1024;
 const MAX_SHARDS: usize = 16;
 
-type Entries =
-    quick_cache::sync::Cache<Digest, Arc<Slot>, ByWeight, BuildHasherDefault<DigestHasher>>;
+type Entries = quick_cache::sync::Cache<
+    Digest,
+    Arc<Slot>,
+    ByWeight,
+    BuildHasherDefault<DigestHasher>,
+    Evicted,
+>;
+
+/// The token of a tag that was never purged here.
+const UNPURGED: Token = Token {
+    hard_us: 0,
+    any_us: 0,
+    nonce: 0,
+};
 
 pub struct MemoryStore {
     entries: Entries,
@@ -65,6 +83,23 @@ struct ByWeight;
 impl quick_cache::Weighter<Digest, Arc<Slot>> for ByWeight {
     fn weight(&self, _key: &Digest, slot: &Arc<Slot>) -> u64 {
         slot.weight
+    }
+}
+
+/// Collects what an insert pushed out (evicted, or replaced under the same key), so that its
+/// tags' counts are decreased after the cache's shard lock is released.
+#[derive(Clone, Copy)]
+struct Evicted;
+
+impl quick_cache::Lifecycle<Digest, Arc<Slot>> for Evicted {
+    type RequestState = Vec<Arc<Slot>>;
+
+    fn begin_request(&self) -> Self::RequestState {
+        Vec::new()
+    }
+
+    fn on_evict(&self, state: &mut Self::RequestState, _key: Digest, slot: Arc<Slot>) {
+        state.push(slot);
     }
 }
 
@@ -102,7 +137,7 @@ impl MemoryStore {
                 options,
                 ByWeight,
                 BuildHasherDefault::default(),
-                Default::default(),
+                Evicted,
             ),
             tags: RwLock::new(TagState::default()),
             budget,
@@ -127,8 +162,38 @@ impl MemoryStore {
 
     /// Removes `slot`, unless a store replaced it since it was read.
     fn remove(&self, digest: &Digest, slot: &Arc<Slot>) {
-        self.entries
-            .remove_if(digest, |current| Arc::ptr_eq(current, slot));
+        if let Some((_, removed)) = self
+            .entries
+            .remove_if(digest, |current| Arc::ptr_eq(current, slot))
+        {
+            self.forget(&[removed]);
+        }
+    }
+
+    /// Entries no longer held: each stops counting for the tags it was stored with (those not
+    /// purged since, whose counts a purge already reset).
+    fn forget(&self, gone: &[Arc<Slot>]) {
+        if gone.is_empty() {
+            return;
+        }
+        let mut state = self.write_tags();
+        let TagState {
+            tokens,
+            stored_since_purge,
+        } = &mut *state;
+        for slot in gone {
+            for (tag, recorded) in &slot.entry.tags {
+                if tokens.get(tag).copied().unwrap_or(UNPURGED) != *recorded {
+                    continue;
+                }
+                if let Some(count) = stored_since_purge.get_mut(tag) {
+                    *count = count.saturating_sub(1);
+                    if *count == 0 {
+                        stored_since_purge.remove(tag);
+                    }
+                }
+            }
+        }
     }
 
     // A panic while holding a lock leaves maps that are still consistent (every operation is a
@@ -154,11 +219,12 @@ impl Storage for MemoryStore {
         }
         let standing = {
             let tags = self.read_tags();
-            let pairs = slot
-                .entry
-                .tags
-                .iter()
-                .map(|(tag, was)| (*was, tags.tokens.get(tag).copied()));
+            let pairs = slot.entry.tags.iter().map(|(tag, was)| {
+                (
+                    *was,
+                    Some(tags.tokens.get(tag).copied().unwrap_or(UNPURGED)),
+                )
+            });
             tags::judge(pairs, slot.entry.meta.fill_started_us)
         };
         match standing {
@@ -179,7 +245,7 @@ impl Storage for MemoryStore {
             let tokens: Vec<Token> = new
                 .tags
                 .iter()
-                .map(|tag| *tags.tokens.entry(*tag).or_insert_with(Token::new_unpurged))
+                .map(|tag| tags.tokens.get(tag).copied().unwrap_or(UNPURGED))
                 .collect();
             if tags::may_store(&tokens, new.meta.fill_started_us).is_err() {
                 return Ok(StoreOutcome::PurgedDuringFill);
@@ -198,14 +264,13 @@ impl Storage for MemoryStore {
             tags: new.tags.into_iter().zip(tokens).collect(),
         };
         let weight = entry.weight() as u64;
-        self.entries.insert(
-            key.digest,
-            Arc::new(Slot {
-                entry,
-                expires_at_ms,
-                weight,
-            }),
-        );
+        let slot = Arc::new(Slot {
+            entry,
+            expires_at_ms,
+            weight,
+        });
+        let gone = self.entries.insert_with_lifecycle(key.digest, slot);
+        self.forget(&gone);
         Ok(StoreOutcome::Stored)
     }
 
@@ -320,6 +385,52 @@ mod tests {
             crawled += usize::from(s.lookup(&repo(1000 + n)).await.unwrap().is_some());
         }
         assert!(crawled < 50, "{crawled} crawled entries held");
+    }
+
+    #[tokio::test]
+    async fn the_tag_maps_hold_only_what_is_held() {
+        let s = MemoryStore::new(64 * 1024);
+        for i in 0..5000 {
+            store_repo(&s, i, 1000).await;
+        }
+        let (entries, _) = s.usage();
+        let tags = s.read_tags();
+        // Two implicit tags per entry (its key, and the prefix "repo"); none ever purged.
+        assert!(tags.tokens.is_empty());
+        assert!(
+            tags.stored_since_purge.len() <= entries + 1,
+            "{} counts for {entries} entries",
+            tags.stored_since_purge.len()
+        );
+        let prefix = crate::store::key::prefix_tag("r", &["repo"]);
+        assert_eq!(
+            tags.stored_since_purge.get(&prefix),
+            Some(&(entries as u64))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_purge_counts_the_entries_it_reaches() {
+        let s = MemoryStore::new(DEFAULT_BUDGET);
+        let tag = crate::store::key::tag_id("repo:1");
+        let store = |i: usize| {
+            let k = repo(i);
+            let mut tags = k.implicit_tags.clone();
+            tags.push(tag);
+            (k, entry(10, tags))
+        };
+        for i in 0..5 {
+            let (k, e) = store(i);
+            s.store(&k, e).await.unwrap();
+        }
+        // Stored again under the same key: replaced, counted once.
+        let (k, e) = store(0);
+        s.store(&k, e).await.unwrap();
+        assert_eq!(s.purge(&[tag], false).await.unwrap(), 5);
+        assert_eq!(s.purge(&[tag], false).await.unwrap(), 0);
+        for i in 0..5 {
+            assert!(s.lookup(&repo(i)).await.unwrap().is_none());
+        }
     }
 
     #[tokio::test]

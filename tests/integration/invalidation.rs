@@ -106,12 +106,11 @@ async fn no_resurrection_in_memory() {
     a_fill_that_straddles_an_analyze_is_not_stored(StoreKind::Memory).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_redis_store_meets_the_storage_contract() {
-    let redis = RedisServer::start();
+/// A `RedisStore` on `redis` under `prefix`, once it is connected (at most 2 s).
+async fn connected_store(redis: &RedisServer, prefix: &str) -> RedisStore {
     let store = RedisStore::start(&larder::config::RedisConfig {
         url: redis.url(),
-        prefix: "contract:".into(),
+        prefix: prefix.into(),
         timeout: Duration::from_millis(500),
         ..Default::default()
     })
@@ -122,6 +121,13 @@ async fn the_redis_store_meets_the_storage_contract() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_store_meets_the_storage_contract() {
+    let redis = RedisServer::start();
+    let store = connected_store(&redis, "contract:").await;
     contract::stores_and_finds(&store).await;
     contract::tag_purge_is_exact(&store).await;
     contract::a_fill_that_straddles_a_purge_is_not_stored(&store).await;
@@ -148,35 +154,11 @@ fn calls(redis: &RedisServer, command: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_hit_is_one_round_trip_with_or_without_explicit_tags() {
     use larder::store::key::tag_id;
-    use larder::store::{EntryMeta, NewEntry, ObjectKey, Storage, now_ms, tags};
+    use larder::store::{ObjectKey, Storage};
 
     let redis = RedisServer::start();
-    let store = RedisStore::start(&larder::config::RedisConfig {
-        url: redis.url(),
-        prefix: "trips:".into(),
-        timeout: Duration::from_millis(500),
-        ..Default::default()
-    })
-    .unwrap();
-    while !store.health().up {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let entry = |tags| NewEntry {
-        status: ::http::StatusCode::OK,
-        headers: ::http::HeaderMap::new(),
-        body: bytes::Bytes::from_static(b"{}"),
-        meta: EntryMeta {
-            stored_at_ms: now_ms(),
-            fill_started_us: tags::now_us(),
-            initial_age: 0,
-            ttl: 60,
-            stale_while_revalidate: 0,
-            stale_if_error: 0,
-            keep: 0,
-            vary_marker: false,
-        },
-        tags,
-    };
+    let store = connected_store(&redis, "trips:").await;
+    let entry = |tags| contract::entry(bytes::Bytes::from_static(b"{}"), tags);
     // A route whose entries carry only their implicit tags (key and prefixes), and one whose
     // entries also carry a tag of the policy's.
     let plain = ObjectKey::derive("plain", &["repo", "1"], &[]);

@@ -319,22 +319,7 @@ mod tests {
     }
 
     fn entry(bytes: usize, tags: Vec<TagId>) -> NewEntry {
-        NewEntry {
-            status: http::StatusCode::OK,
-            headers: http::HeaderMap::new(),
-            body: bytes::Bytes::from(vec![b'x'; bytes]),
-            meta: crate::store::EntryMeta {
-                stored_at_ms: now_ms(),
-                fill_started_us: tags::now_us(),
-                initial_age: 0,
-                ttl: 60,
-                stale_while_revalidate: 0,
-                stale_if_error: 0,
-                keep: 0,
-                vary_marker: false,
-            },
-            tags,
-        }
+        contract::entry(bytes::Bytes::from(vec![b'x'; bytes]), tags)
     }
 
     fn repo(i: usize) -> ObjectKey {

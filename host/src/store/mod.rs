@@ -183,14 +183,15 @@ pub mod contract {
     use crate::store::key::tag_id;
     use bytes::Bytes;
 
-    fn new_entry(body: &'static str, tags: Vec<TagId>, fill_started_us: u64) -> NewEntry {
+    /// A 200 with `body`, fresh for 60 s, whose fill started now (for tests and benches).
+    pub fn entry(body: Bytes, tags: Vec<TagId>) -> NewEntry {
         NewEntry {
             status: http::StatusCode::OK,
             headers: http::HeaderMap::new(),
-            body: Bytes::from_static(body.as_bytes()),
+            body,
             meta: EntryMeta {
                 stored_at_ms: now_ms(),
-                fill_started_us,
+                fill_started_us: tags::now_us(),
                 initial_age: 0,
                 ttl: 60,
                 stale_while_revalidate: 0,
@@ -200,6 +201,12 @@ pub mod contract {
             },
             tags,
         }
+    }
+
+    fn new_entry(body: &'static str, tags: Vec<TagId>, fill_started_us: u64) -> NewEntry {
+        let mut e = entry(Bytes::from_static(body.as_bytes()), tags);
+        e.meta.fill_started_us = fill_started_us;
+        e
     }
 
     fn key(route: &str, parts: &[&str]) -> (ObjectKey, Vec<TagId>) {

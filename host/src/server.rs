@@ -3,10 +3,9 @@
 //! `start` validates everything (config, plugins) before it binds a socket, so a broken setup
 //! fails at start with its reason rather than at the first request.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-use std::convert::Infallible;
 use std::time::Duration;
 
 use anyhow::Context;

@@ -103,8 +103,8 @@ impl quick_cache::Lifecycle<Digest, Arc<Slot>> for Evicted {
     }
 }
 
-/// Object digests are already uniformly random (BLAKE3 of the key): their first eight bytes are
-/// the hash, with no SipHash round on every hit.
+/// Object digests are already uniformly random (BLAKE3 of the key): folding their bytes into a
+/// word makes a good hash, with no SipHash round on every hit.
 #[derive(Default)]
 struct DigestHasher(u64);
 

@@ -67,6 +67,9 @@ pub struct ServerConfig {
     /// Bearer token of the admin API's mutating endpoints (`LARDER_ADMIN_TOKEN`); without one
     /// they refuse. Only from the environment: secrets stay out of config files.
     pub admin_token: Option<String>,
+    /// Threads serving the proxy listener's connections, each with a runtime of its own
+    /// (`server.workers`; default: one per core). See [`crate::server`].
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +103,7 @@ pub struct RedisConfig {
     /// Per-operation timeout: a slow Redis costs a request at most this long.
     pub timeout: Duration,
     /// Multiplexed connections, used round-robin (for a cluster: connections to every node).
+    /// With a single Redis, each proxy worker also makes one of its own for its requests.
     pub connections: usize,
 }
 
@@ -213,6 +217,7 @@ struct RawServer {
     admin_listen: Option<Spanned<String>>,
     upstream: Option<Spanned<String>>,
     upstream_timeout_ms: Option<u64>,
+    workers: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -277,6 +282,7 @@ pub mod defaults {
     /// connection's single reader becomes the limit.
     pub const REDIS_CONNECTIONS: usize = 1;
     pub const REDIS_MAX_CONNECTIONS: usize = 64;
+    pub const MAX_WORKERS: usize = 256;
     pub const PLUGIN_DIR: &str = "plugins";
     pub const DEADLINE_MS: u64 = 5;
     pub const MEMORY_LIMIT: usize = 16 * 1024 * 1024;
@@ -339,6 +345,7 @@ impl Config {
                     .unwrap_or(defaults::UPSTREAM_TIMEOUT_MS),
             ),
             admin_token: None,
+            workers: at.workers(raw.server.workers.as_ref())?,
         };
         let cache = CacheConfig {
             max_object_size: raw
@@ -518,6 +525,24 @@ impl Locator<'_> {
                 )
             }),
         }
+    }
+
+    /// `server.workers`: 1 to [`defaults::MAX_WORKERS`], else one per core.
+    fn workers(&self, value: Option<&Spanned<usize>>) -> Result<usize, ConfigError> {
+        let Some(value) = value else {
+            return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
+        };
+        let n = *value.get_ref();
+        if n == 0 || n > defaults::MAX_WORKERS {
+            return Err(self.error(
+                value.span().start,
+                format!(
+                    "`workers` must be 1 to {} (got {n}); leave it out for one per core",
+                    defaults::MAX_WORKERS
+                ),
+            ));
+        }
+        Ok(n)
     }
 
     /// The `[redis]` section: where Redis is (a URL or a cluster's nodes, not both), checked as
@@ -720,6 +745,23 @@ mod tests {
             .to_string();
         assert!(err.starts_with("dir/larder.toml:3:1:"), "{err}");
         assert!(err.contains("listen_typo"), "{err}");
+    }
+
+    #[test]
+    fn workers_default_to_one_per_core_and_a_bad_count_names_its_line() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(parse("").unwrap().server.workers, cores);
+        assert_eq!(parse("[server]\nworkers = 3\n").unwrap().server.workers, 3);
+        for bad in ["0", "257"] {
+            let err = parse(&format!("[server]\nworkers = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("dir/larder.toml:2:11:"), "{err}");
+            assert!(
+                err.contains("1 to 256") && err.contains("one per core"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

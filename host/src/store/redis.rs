@@ -170,6 +170,18 @@ struct Shared {
     /// Failed operations since start (timeouts, refused connections, error replies such as
     /// OOM, READONLY or NOAUTH).
     errors: AtomicU64,
+    /// How a proxy worker makes its own connection (a single Redis only): see [`LOCAL`].
+    local: Option<(redis::Client, redis::aio::ConnectionManagerConfig)>,
+}
+
+thread_local! {
+    /// Each proxy worker's own connection to each store, made on the worker's runtime
+    /// ([`crate::server`]): a multiplexed connection's task then runs on the thread of the
+    /// requests that use it, so that a lookup's hand-over to it and back wakes no other thread
+    /// (on a virtual machine, waking a sleeping core costs 20-40 µs, a Redis round trip's
+    /// worth). `None` while it is being made. Entries of dropped stores are pruned.
+    static LOCAL: std::cell::RefCell<Vec<(Weak<Shared>, Option<Conn>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A cluster master and its breaker.
@@ -217,6 +229,12 @@ impl RedisStore {
         // `rediss://` speaks rustls with ring; make it the process's provider unless one is
         // installed already (then that one serves).
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let connect_timeout = config.timeout.max(Duration::from_millis(500));
+        let manager_config = manager_config(connect_timeout);
+        let single = match &target {
+            Target::Single(url) => Some(redis::Client::open(url.as_str())?),
+            Target::Cluster(_) => None,
+        };
         let shared = Arc::new(Shared {
             prefix: config.prefix.clone(),
             timeout: config.timeout,
@@ -227,8 +245,10 @@ impl RedisStore {
             breaker: Breaker::new(None, Some("connecting".into())),
             topology: ArcSwap::from_pointee(Topology::empty()),
             errors: AtomicU64::new(0),
+            local: single
+                .clone()
+                .map(|client| (client, manager_config.clone())),
         });
-        let connect_timeout = config.timeout.max(Duration::from_millis(500));
         let count = config.connections.max(1);
         tracing::info!(
             redis = %config.display_url(),
@@ -238,9 +258,10 @@ impl RedisStore {
         );
         let weak = Arc::downgrade(&shared);
         match target {
-            Target::Single(url) => {
-                let client = redis::Client::open(url.as_str())?;
-                tokio::spawn(connect_single(weak, client, connect_timeout, count));
+            Target::Single(_) => {
+                if let Some(client) = single {
+                    tokio::spawn(connect_single(weak, client, manager_config, count));
+                }
             }
             Target::Cluster(nodes) => {
                 // Requests for a failed master are retried a little (a MOVED after a failover is
@@ -329,7 +350,47 @@ impl RedisStore {
         if !gate.admit() {
             return Err(StoreError::Unavailable("breaker open after a failure"));
         }
-        Ok(self.shared.pick(conns))
+        Ok(self.local_conn().unwrap_or_else(|| self.shared.pick(conns)))
+    }
+
+    /// On a proxy worker (a single-threaded runtime), the worker's own connection ([`LOCAL`]);
+    /// the first call starts making it and, like every call until it is made, answers `None`.
+    fn local_conn(&self) -> Option<Conn> {
+        let (client, manager_config) = self.shared.local.as_ref()?;
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+            return None;
+        }
+        // Compared by address: a `Weak` made per call would bounce its count between cores.
+        let ours = Arc::as_ptr(&self.shared);
+        LOCAL.with_borrow_mut(|conns| {
+            if let Some((_, conn)) = conns.iter().find(|(s, _)| s.as_ptr() == ours) {
+                return conn.clone();
+            }
+            conns.retain(|(s, _)| s.strong_count() > 0);
+            let this = Arc::downgrade(&self.shared);
+            conns.push((this.clone(), None));
+            let (client, manager_config) = (client.clone(), manager_config.clone());
+            runtime.spawn(async move {
+                let made = client
+                    .get_connection_manager_with_config(manager_config)
+                    .await;
+                LOCAL.with_borrow_mut(|conns| {
+                    let Some(at) = conns.iter().position(|(s, _)| s.ptr_eq(&this)) else {
+                        return;
+                    };
+                    match made {
+                        Ok(conn) => conns[at].1 = Some(Conn::Single(conn)),
+                        // A later call tries again (the breaker paces them).
+                        Err(e) => {
+                            tracing::debug!(error = %e, "a worker's redis connection failed");
+                            conns.remove(at);
+                        }
+                    }
+                });
+            });
+            None
+        })
     }
 
     /// Runs `op` with the timeout, feeding `gate`'s breaker.
@@ -579,18 +640,22 @@ impl RedisStore {
     }
 }
 
+/// How a connection to a single Redis reconnects by itself.
+fn manager_config(connect_timeout: Duration) -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(connect_timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500))
+}
+
 /// Connects `count` managers to a single Redis, retrying until it answers.
 async fn connect_single(
     weak: Weak<Shared>,
     client: redis::Client,
-    connect_timeout: Duration,
+    manager_config: redis::aio::ConnectionManagerConfig,
     count: usize,
 ) {
-    let manager_config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(connect_timeout))
-        .set_response_timeout(Some(connect_timeout))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500));
     let mut conns = Vec::with_capacity(count);
     loop {
         let Some(shared) = weak.upgrade() else { return };

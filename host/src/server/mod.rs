@@ -1,21 +1,17 @@
 //! Binding the listeners and running until shutdown.
 //!
 //! `start` validates everything (config, plugins) before it binds a socket, so a broken setup
-//! fails at start with its reason rather than at the first request.
+//! fails at start with its reason rather than at the first request. The proxy listener's
+//! connections are served by [`workers`], a thread per core.
 
-use std::convert::Infallible;
+mod workers;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::body::Body;
 use axum::serve::ListenerExt;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -46,11 +42,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot listen on {admin_listen} (admin)"))?;
     let (addr, admin_addr) = (listener.local_addr()?, admin_listener.local_addr()?);
     let (shutdown, watcher) = watch::channel(false);
+    let workers = workers::Workers::start(gateway.snapshot().config.server.workers, &gateway)
+        .context("cannot start the proxy's worker threads")?;
 
     let admin = crate::admin::router(gateway.clone());
     let mut tasks = vec![tokio::spawn(serve_proxy(
         listener,
-        gateway.clone(),
+        workers,
         watcher.clone(),
     ))];
     let mut stop = watcher.clone();
@@ -87,18 +85,16 @@ fn nodelay(tcp: &mut TcpStream) {
     let _ = tcp.set_nodelay(true);
 }
 
-/// The proxy listener: every connection straight to [`crate::proxy::handle`], HTTP/1.1 or
-/// HTTP/2 (prior knowledge), with no router or service stack in between (a hit's cost is
-/// counted in microseconds, and a router's dispatch and boxing showed in its profile). On
-/// shutdown it stops accepting, lets each connection finish the request it is serving, and
-/// returns when all are closed.
+/// The proxy listener: accepts connections and hands each to a worker, which passes its
+/// requests straight to [`crate::proxy::handle`], HTTP/1.1 or HTTP/2 (prior knowledge), with no
+/// router or service stack in between (a hit's cost is counted in microseconds, and a router's
+/// dispatch and boxing showed in its profile). On shutdown it stops accepting, the workers let
+/// each connection finish the request it is serving, and it returns when all are closed.
 async fn serve_proxy(
     listener: TcpListener,
-    gateway: Arc<Gateway>,
+    mut workers: workers::Workers,
     mut stop: watch::Receiver<bool>,
 ) {
-    let http = auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -114,21 +110,10 @@ async fn serve_proxy(
             }
         };
         nodelay(&mut tcp);
-        let gw = gateway.clone();
-        let service = service_fn(move |req: http::Request<Incoming>| {
-            let gw = gw.clone();
-            async move { Ok::<_, Infallible>(crate::proxy::handle(gw, req.map(Body::new)).await) }
-        });
-        let connection = http.serve_connection(TokioIo::new(tcp), service);
-        let connection = graceful.watch(connection.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
+        workers.dispatch(tcp);
     }
     drop(listener);
-    graceful.shutdown().await;
+    workers.finish().await;
 }
 
 impl Running {

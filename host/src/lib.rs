@@ -20,7 +20,7 @@
 //! - [`admin`]: the admin listener (`/health`, `/plugins`, `/plugins/reload`, and with the
 //!   admin token `/purge` and `/warm`).
 //! - [`telemetry`]: what `/metrics`, `/stats` and the dashboard show.
-//! - [`server`]: binding, serving, graceful shutdown.
+//! - [`server`]: binding, the proxy's worker threads, graceful shutdown.
 
 pub mod admin;
 pub mod config;

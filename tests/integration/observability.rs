@@ -35,7 +35,7 @@ fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_and_metrics_count_what_clients_were_told() {
     let redis = RedisServer::start();
-    // Every repository document takes 100 ms upstream: three hits save at least 300 ms.
+    // Every repository document takes 100 ms upstream: three hits save about 300 ms.
     let origin = OriginConfig::zero_delay().with_non_ai_delays(Duration::from_millis(100));
     let h = Harness::demo(StoreKind::Redis(redis.url()), origin).await;
 
@@ -58,8 +58,10 @@ async fn stats_and_metrics_count_what_clients_were_told() {
     assert_eq!(repo["bytes_from_cache"], 3 * body);
     assert_eq!(repo["bytes_from_upstream"], body);
     let saved = repo["upstream_time_saved_ms"].as_f64().unwrap();
+    // A fill's time ends at the entry's `stored_at`, kept in whole milliseconds: each hit's
+    // saving may read up to 1 ms short of the fill's 100 ms (CI once saw 299.979 ms).
     assert!(
-        (300.0..3000.0).contains(&saved),
+        (297.0..3000.0).contains(&saved),
         "three hits of a 100 ms fill saved {saved} ms"
     );
     let (hit_ms, miss_ms) = (

@@ -7,8 +7,9 @@
 //! the connection does afterwards stays on that worker's thread: its requests, their plugin
 //! calls and memory-tier lookups, and the upstream connections they open. NGINX's worker
 //! processes work the same way, but these are threads of one gateway: they share one memory
-//! tier, one set of plugins and one set of Redis connections. Measured with `tests/load/run.sh`
-//! against the shared runtime: about 15% more memory-tier hits per second at 64 connections.
+//! tier and one set of plugins, and on a single Redis each keeps a connection of its own (see
+//! `store::redis`). Measured with `tests/load/run.sh` against the shared runtime, alternating:
+//! about 20% more memory-tier hits per second at 64 connections (1 KB bodies).
 //!
 //! Work that outlives its request (a fill whose client left, a background revalidation) runs
 //! on the worker that started it. The gateway's background services (Redis connections, the

@@ -157,6 +157,9 @@ pub struct PluginsConfig {
     pub watch: bool,
     /// Where compiled plugin code is cached; `None` compiles on every load.
     pub code_cache: Option<PathBuf>,
+    /// Bytes each proxy thread may spend remembering `on-request` answers for identical
+    /// requests (`proxy::decisions`); 0 calls the plugin for every request.
+    pub decision_cache_bytes: usize,
 }
 
 /// What to do when a route's plugin fails (traps, overruns its deadline, answers nonsense).
@@ -247,6 +250,7 @@ struct RawPlugins {
     memory_limit: Option<usize>,
     watch: Option<bool>,
     code_cache: Option<String>,
+    decision_cache_bytes: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -286,6 +290,8 @@ pub mod defaults {
     pub const PLUGIN_DIR: &str = "plugins";
     pub const DEADLINE_MS: u64 = 5;
     pub const MEMORY_LIMIT: usize = 16 * 1024 * 1024;
+    /// A few thousand distinct requests' decisions per proxy thread.
+    pub const DECISION_CACHE_BYTES: usize = 1024 * 1024;
 }
 
 /// Environment variables that override the file, as a deployment sets them.
@@ -378,6 +384,10 @@ impl Config {
                 Some("") => None,
                 Some(dir) => Some(base.join(dir)),
             },
+            decision_cache_bytes: raw
+                .plugins
+                .decision_cache_bytes
+                .unwrap_or(defaults::DECISION_CACHE_BYTES),
         };
 
         let mut routes = Vec::with_capacity(raw.routes.len());

@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use crate::config::Config;
 use crate::policy::sandbox::Limits;
 use crate::policy::{PluginEngine, PluginSet};
+use crate::proxy::decisions::Decisions;
 use crate::proxy::upstream::Upstream;
 use crate::routes::RouteTable;
 use crate::store::Store;
@@ -28,6 +29,9 @@ pub struct Snapshot {
     pub plugins: PluginSet,
     /// Counters of each route (indexed like `routes.routes()`), with its plugin's version.
     pub telemetry: Vec<RouteTelemetry>,
+    /// The policies' `on-request` answers, reused for identical requests while this snapshot
+    /// serves.
+    pub decisions: Decisions,
 }
 
 /// A snapshot that cannot serve: a route names a plugin that did not load.
@@ -67,6 +71,7 @@ impl Snapshot {
             })
             .collect();
         Ok(Self {
+            decisions: Decisions::new(config.plugins.decision_cache_bytes),
             config,
             routes,
             plugins,

@@ -62,17 +62,18 @@ async fn a_reused_instance_does_not_see_the_previous_calls_body_digest() {
     let bytes = std::fs::read(plugins::path("analysis-policy")).unwrap();
     let plugin = engine.load("analysis-policy", &bytes).unwrap();
     let post = request("POST", "/api/v1/embeddings", "embeddings");
-    let (d, asked) = plugin
+    let (d, facts) = plugin
         .on_request_with_body(1, LIMITS, &post, Some("ab12"))
         .await
         .unwrap();
-    assert!(asked && matches!(d, RequestDecision::Lookup(_)));
+    assert!(facts.body_digest_asked && matches!(d, RequestDecision::Lookup(_)));
+    assert!(!facts.repeatable, "the answer depends on the body's digest");
     // The same instance, the next request: no digest offered, none seen.
-    let (d, asked) = plugin
+    let (d, facts) = plugin
         .on_request_with_body(2, LIMITS, &post, None)
         .await
         .unwrap();
-    assert!(!asked);
+    assert!(!facts.body_digest_asked);
     assert!(
         matches!(d, RequestDecision::Pass(ref r) if r == "method"),
         "{d:?}"
@@ -95,4 +96,18 @@ async fn an_instance_whose_call_failed_is_dropped() {
         assert!(plugin.on_request(2, LIMITS, &req).await.is_err());
         assert_eq!(plugin.idle_instances(), 0, "{hostile}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_decided_from_the_request_alone_is_repeatable() {
+    let engine = PluginEngine::new().unwrap();
+    let bytes = std::fs::read(plugins::path("analysis-policy")).unwrap();
+    let plugin = engine.load("analysis-policy", &bytes).unwrap();
+    let get = request("GET", "/api/v1/repositories/1", "repository");
+    let (d, facts) = plugin
+        .on_request_with_body(1, LIMITS, &get, None)
+        .await
+        .unwrap();
+    assert!(matches!(d, RequestDecision::Lookup(_)), "{d:?}");
+    assert!(facts.repeatable && !facts.body_digest_asked);
 }

@@ -190,3 +190,96 @@ async fn health_reports_store_plugins_and_routes() {
     assert!(health["routes"].as_array().unwrap().len() >= 6);
     h.stop().await;
 }
+
+/// One proxy thread, so that every request meets the same table of reused decisions.
+const ONE_WORKER: &str = "[server]\nworkers = 1\n";
+
+/// A route's `(plugin_calls, plugin_decisions_reused)` from `/stats`.
+async fn plugin_work(h: &Harness, route: &str) -> (u64, u64) {
+    let stats = larder_tests::http::get(&h.admin("/stats")).await.json();
+    let r = stats["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == route)
+        .unwrap_or_else(|| panic!("no route {route} in {stats}"))
+        .clone();
+    (
+        r["plugin_calls"].as_u64().unwrap(),
+        r["plugin_decisions_reused"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identical_request_reuses_the_policys_decision_and_any_other_header_is_decided_afresh() {
+    let config =
+        std::fs::read_to_string(larder_tests::plugins::workspace_root().join("larder.toml"))
+            .unwrap()
+            .replacen("[server]\n", ONE_WORKER, 1);
+    let h = Harness::with_routes(
+        &config,
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        larder_tests::gateway::install_example_plugins,
+    )
+    .await;
+    let path = "/api/v1/repositories/5";
+    let get = |headers: &'static [(&'static str, &'static str)]| {
+        let url = h.url(path);
+        async move { larder_tests::http::get_with(&url, headers).await }
+    };
+
+    // The miss calls on-request and on-response; the two hits reuse the miss's decision.
+    assert!(!get(&[]).await.is_hit());
+    assert!(get(&[]).await.is_hit());
+    assert!(get(&[]).await.is_hit());
+    assert_eq!(plugin_work(&h, "repository").await, (2, 2));
+
+    // A credential changes the answer (`pass`): decided by the policy, not taken from the
+    // anonymous request's decision; and the same credential again reuses that `pass`.
+    for reused in [2, 3] {
+        let r = get(&[("authorization", "Bearer alice")]).await;
+        assert!(
+            r.cache_status().contains("fwd=bypass"),
+            "{}",
+            r.cache_status()
+        );
+        assert_eq!(plugin_work(&h, "repository").await, (3, reused));
+    }
+    let r = get(&[("authorization", "Bearer bob")]).await;
+    assert!(
+        r.cache_status().contains("fwd=bypass"),
+        "{}",
+        r.cache_status()
+    );
+    assert_eq!(plugin_work(&h, "repository").await, (4, 3));
+
+    // Any header, even one the policy ignores, makes another request: decided afresh, and
+    // still the same entry.
+    assert!(get(&[("x-trace", "1")]).await.is_hit());
+    assert_eq!(plugin_work(&h, "repository").await, (5, 3));
+    assert_eq!(h.upstream_gets(path), 4, "one fill, three passes");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_that_logs_is_called_for_every_request() {
+    let config = format!(
+        "{ONE_WORKER}\n[[route]]\nname = \"echo\"\npath = \"/api/v1/echo\"\nplugin = \"chatty\"\n"
+    );
+    let h = Harness::with_routes(
+        &config,
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        |dir: &std::path::Path| larder_tests::plugins::install("chatty", dir, "chatty"),
+    )
+    .await;
+    let path = "/api/v1/echo?cache_control=max-age%3D60&body=chatty";
+    assert!(!h.get(path).await.is_hit());
+    for _ in 0..3 {
+        assert!(h.get(path).await.is_hit());
+    }
+    // Four on-request calls and the miss's on-response: the log line of each call is written.
+    assert_eq!(plugin_work(&h, "echo").await, (5, 0));
+    h.stop().await;
+}

@@ -69,8 +69,11 @@ async fn stats_and_metrics_count_what_clients_were_told() {
         repo["miss_latency_ms"].as_f64().unwrap(),
     );
     assert!(hit_ms < miss_ms && miss_ms >= 100.0, "{repo}");
-    // on-request for each of the four, on-response for the miss.
-    assert_eq!(repo["plugin_calls"], 5);
+    // on-request for each of the four, on-response for the miss; a hit on a proxy thread that
+    // has seen the same request reuses its decision instead of calling on-request.
+    let calls = repo["plugin_calls"].as_u64().unwrap();
+    let reused = repo["plugin_decisions_reused"].as_u64().unwrap();
+    assert_eq!((calls + reused, calls >= 2), (5, true), "{repo}");
     assert_eq!(route(&stats, "(no route)")["pass"], 1);
     assert_eq!(stats["total"]["requests"], 5);
     assert_eq!(stats["store"]["kind"], "redis");
@@ -114,7 +117,15 @@ async fn stats_and_metrics_count_what_clients_were_told() {
             "larder_plugin_call_duration_seconds_count",
             &[("plugin", "analysis-policy")]
         ),
-        Some(5.0)
+        Some(calls as f64)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "larder_plugin_decisions_reused_total",
+            &[("plugin", "analysis-policy")]
+        ),
+        Some(reused as f64)
     );
     assert_eq!(
         sample(

@@ -16,6 +16,7 @@ const ALL: &[&str] = &[
     "memory-hog",
     "panic",
     "bad-key",
+    "chatty",
 ];
 
 pub fn workspace_root() -> PathBuf {

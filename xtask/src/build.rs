@@ -21,6 +21,7 @@ pub const ALL_PLUGINS: &[&str] = &[
     "memory-hog",
     "panic",
     "bad-key",
+    "chatty",
 ];
 
 pub fn root() -> PathBuf {

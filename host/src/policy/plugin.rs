@@ -34,6 +34,17 @@ struct Idle {
     calls: u32,
 }
 
+/// What the host saw of a successful call besides its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallFacts {
+    /// The guest asked for the request body's digest and got one.
+    pub body_digest_asked: bool,
+    /// The answer follows from the call's arguments alone: the guest called no host function
+    /// and drew no random numbers (see [`CallState::repeatable`]), so the same arguments
+    /// would get the same answer.
+    pub repeatable: bool,
+}
+
 /// Calls an instance serves before it is dropped, which bounds whatever a guest accumulates
 /// in its memory across calls.
 pub const REUSE_CALLS: u32 = 1_000;
@@ -94,23 +105,23 @@ impl Plugin {
             .0)
     }
 
-    /// `on-request` for a request whose body the host has read: `request-body-digest` answers
-    /// `body_digest` during the call. The flag says whether the policy asked for it, which is
-    /// how it opts the request into body-keyed caching.
+    /// `on-request`, with what the host saw of the call. For a request whose body the host has
+    /// read, `request-body-digest` answers `body_digest` during the call; the facts say whether
+    /// the policy asked for it, which is how it opts the request into body-keyed caching.
     pub async fn on_request_with_body(
         &self,
         request_id: u64,
         limits: Limits,
         req: &Request,
         body_digest: Option<&str>,
-    ) -> Result<(RequestDecision, bool), PluginError> {
-        let (decision, asked) = self
+    ) -> Result<(RequestDecision, CallFacts), PluginError> {
+        let (decision, facts) = self
             .run_with(request_id, limits, body_digest, async |store, p| {
                 p.larder_policy_policy().call_on_request(store, req).await
             })
             .await?;
         convert::check_request_decision(&decision).map_err(|r| self.malformed(r))?;
-        Ok((decision, asked))
+        Ok((decision, facts))
     }
 
     pub async fn on_response(
@@ -161,7 +172,7 @@ impl Plugin {
     }
 
     /// [`Plugin::run`], with the request body's digest for `request-body-digest`; also says
-    /// whether the guest asked for it.
+    /// what the host saw of the call.
     ///
     /// Instances are reused: a call takes an idle instance of this plugin version (or makes
     /// one), and gives it back when the call succeeded, until it has served [`REUSE_CALLS`]
@@ -174,7 +185,7 @@ impl Plugin {
         limits: Limits,
         body_digest: Option<&str>,
         call: impl AsyncFnOnce(&mut Store<CallState>, &PolicyPlugin) -> wasmtime::Result<R>,
-    ) -> Result<(R, bool), PluginError> {
+    ) -> Result<(R, CallFacts), PluginError> {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         // The epoch budget counts time the guest runs; this wall-clock bound also covers time
         // spent waiting for a worker thread, generously, as a backstop.
@@ -202,7 +213,10 @@ impl Plugin {
         };
         match tokio::time::timeout(backstop, work).await {
             Ok((Ok(result), store, Some((instance, calls)))) => {
-                let asked = store.data().body_digest_asked;
+                let facts = CallFacts {
+                    body_digest_asked: store.data().body_digest_asked,
+                    repeatable: store.data().repeatable(),
+                };
                 if calls < REUSE_CALLS {
                     let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
                     if idle.len() < MAX_IDLE {
@@ -213,7 +227,7 @@ impl Plugin {
                         });
                     }
                 }
-                Ok((result, asked))
+                Ok((result, facts))
             }
             Ok((Ok(_), _, None)) => unreachable!("a call that ran has an instance"),
             Ok((Err((instantiating, e)), store, _)) => {

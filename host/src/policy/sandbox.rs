@@ -12,13 +12,23 @@
 //! - an epoch budget: the engine's ticker advances the epoch every millisecond; each tick that
 //!   finds the guest running costs one unit of budget and yields to the tokio executor, so a
 //!   loop neither holds a worker thread nor outlives its deadline.
+//! - a record of whether the call did anything its arguments do not determine: a host call (a
+//!   log line, the request body's digest) or a draw of random numbers. A call that did none of
+//!   these answers the same arguments the same way (clocks are frozen, the `insecure-seed` is
+//!   fixed for the process, and a policy may not rely on state between calls), which is what
+//!   lets the gateway reuse an `on-request` answer for an identical request
+//!   (`proxy::decisions`).
 
-use std::sync::Arc;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use larder_bindings::types::LogLevel;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, Rng, WasiCtx, WasiCtxView, WasiView, thread_rng,
+};
 
 /// The engine's epoch tick. Deadlines are counted in these.
 pub const TICK: Duration = Duration::from_millis(1);
@@ -45,13 +55,21 @@ pub struct CallState {
     pub(super) body_digest: Option<String>,
     /// Whether the guest called `request-body-digest` and got a digest.
     pub(super) body_digest_asked: bool,
+    /// Whether the guest called a host function (`log`, `request-body-digest`) in this call.
+    host_called: bool,
+    /// Whether the guest drew random numbers in this call (shared with its random sources).
+    drew_random: Arc<AtomicBool>,
 }
 
 impl CallState {
     pub fn new(plugin: Arc<str>, request_id: u64, limits: Limits) -> Self {
+        let drew_random = Arc::new(AtomicBool::new(false));
         let wasi = WasiCtx::builder()
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
+            .secure_random(Watched::new(&drew_random))
+            .insecure_random(Watched::new(&drew_random))
+            .insecure_random_seed(process_seed())
             .build();
         Self {
             wasi,
@@ -66,6 +84,8 @@ impl CallState {
             request_id,
             body_digest: None,
             body_digest_asked: false,
+            host_called: false,
+            drew_random,
         }
     }
 
@@ -79,6 +99,14 @@ impl CallState {
         self.request_id = request_id;
         self.body_digest = body_digest.map(str::to_owned);
         self.body_digest_asked = false;
+        self.host_called = false;
+        self.drew_random.store(false, Ordering::Relaxed);
+    }
+
+    /// The call since the last [`CallState::reset`] called no host function and drew no random
+    /// numbers: the same arguments would get the same answer.
+    pub fn repeatable(&self) -> bool {
+        !self.host_called && !self.drew_random.load(Ordering::Relaxed)
     }
 }
 
@@ -93,11 +121,13 @@ impl WasiView for CallState {
 
 impl larder_bindings::Host for CallState {
     fn request_body_digest(&mut self) -> Option<String> {
+        self.host_called = true;
         self.body_digest_asked |= self.body_digest.is_some();
         self.body_digest.clone()
     }
 
     fn log(&mut self, level: LogLevel, message: String) {
+        self.host_called = true;
         let mut message = message;
         if message.len() > 1024 {
             let mut cut = 1024;
@@ -148,6 +178,50 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// A random source (the operating system's, through `wasmtime_wasi`'s default generator) that
+/// records that the guest drew from it.
+struct Watched {
+    inner: Box<dyn Rng + Send>,
+    drawn: Arc<AtomicBool>,
+}
+
+impl Watched {
+    fn new(drawn: &Arc<AtomicBool>) -> Self {
+        Self {
+            inner: thread_rng(),
+            drawn: drawn.clone(),
+        }
+    }
+}
+
+impl rand_core::TryRng for Watched {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        self.drawn.store(true, Ordering::Relaxed);
+        Ok(self.inner.next_u32())
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        self.drawn.store(true, Ordering::Relaxed);
+        Ok(self.inner.next_u64())
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        self.drawn.store(true, Ordering::Relaxed);
+        self.inner.fill_bytes(dst);
+        Ok(())
+    }
+}
+
+/// What `wasi:random/insecure-seed` answers: random, once per process. (Rust's `HashMap`
+/// seeds itself from it; a seed per store would make a policy's answer depend on which
+/// instance served the call.)
+fn process_seed() -> u128 {
+    static SEED: OnceLock<u128> = OnceLock::new();
+    *SEED.get_or_init(rand::random)
+}
+
 /// A clock that always reads the Unix epoch: policies get no clock unless the WIT grants one.
 struct FrozenClock;
 
@@ -166,5 +240,40 @@ impl HostMonotonicClock for FrozenClock {
     }
     fn now(&self) -> u64 {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            deadline: Duration::from_millis(5),
+            memory: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn a_call_is_repeatable_until_it_draws_random_numbers_or_calls_the_host() {
+        use larder_bindings::Host;
+        let mut state = CallState::new("p".into(), 1, limits());
+        assert!(state.repeatable());
+
+        let mut source = Watched::new(&state.drew_random);
+        let mut bytes = [0u8; 16];
+        source.fill_bytes(&mut bytes);
+        assert!(!state.repeatable(), "a draw is seen");
+        state.reset(2, limits(), None);
+        assert!(state.repeatable(), "each call starts afresh");
+        source.next_u64();
+        assert!(!state.repeatable());
+
+        state.reset(3, limits(), None);
+        state.log(LogLevel::Debug, "hello".into());
+        assert!(!state.repeatable(), "a log line is seen");
+        state.reset(4, limits(), Some("digest"));
+        assert_eq!(state.request_body_digest().as_deref(), Some("digest"));
+        assert!(!state.repeatable(), "asking for the body's digest is seen");
     }
 }

@@ -23,6 +23,7 @@ pub mod body;
 pub mod cache_status;
 pub mod coalesce;
 pub mod conditional;
+pub mod decisions;
 pub mod invalidate;
 pub mod range;
 pub mod upstream;
@@ -42,6 +43,7 @@ use crate::config::{FailMode, RouteConfig};
 use crate::gateway::{Gateway, Snapshot};
 use crate::policy::sandbox::Limits;
 use crate::policy::{Plugin, PluginError, convert};
+use crate::routes::RouteMatch;
 use crate::store::key::{Digest, tag_id};
 use crate::store::{
     Entry, EntryMeta, Found, NewEntry, ObjectKey, Standing, Storage, StoreError, StoreOutcome,
@@ -51,6 +53,7 @@ use crate::telemetry::{Class, RouteTelemetry, Served};
 use body::Buffered;
 use cache_status::{CacheStatus, Forward};
 use coalesce::{Role, Shared};
+use decisions::{Decided, Reuse};
 use upstream::UpstreamError;
 use vary::Vary;
 
@@ -130,7 +133,31 @@ struct PolicyCall<'a> {
     route: &'a RouteConfig,
     plugin: &'a Arc<Plugin>,
     limits: Limits,
-    req: &'a larder_bindings::types::Request,
+    req: PolicyRequest<'a>,
+}
+
+/// The request as the policy sees it, built when a call first needs it: a hit answered with a
+/// reused decision (see [`decisions`]) never does.
+enum PolicyRequest<'a> {
+    Built(larder_bindings::types::Request),
+    Lazy {
+        parts: &'a http::request::Parts,
+        matched: &'a RouteMatch<'a>,
+        built: OnceLock<larder_bindings::types::Request>,
+    },
+}
+
+impl PolicyRequest<'_> {
+    fn get(&self) -> &larder_bindings::types::Request {
+        match self {
+            PolicyRequest::Built(req) => req,
+            PolicyRequest::Lazy {
+                parts,
+                matched,
+                built,
+            } => built.get_or_init(|| convert::request(parts, matched)),
+        }
+    }
 }
 
 /// Why a stale entry is served.
@@ -233,41 +260,77 @@ impl Exchange {
             };
             return Box::pin(self.plugin_failed(e, None, route, body)).await;
         };
-        let policy_req = convert::request(&self.parts, &matched);
-        let policy = PolicyCall {
-            route,
-            plugin,
-            limits,
-            req: &policy_req,
-        };
-
         if is_unsafe(&self.parts.method) {
+            let policy = PolicyCall {
+                route,
+                plugin,
+                limits,
+                req: PolicyRequest::Built(convert::request(&self.parts, &matched)),
+            };
             if self.parts.method == Method::POST && route.cache_post {
                 return Box::pin(self.post_lookup(&policy, body)).await;
             }
             return Box::pin(self.write_through(&policy, body)).await;
         }
 
-        let called = Instant::now();
-        let decision = plugin
-            .on_request(self.request_id, limits, &policy_req)
-            .await;
-        self.plugin_answered(called, &decision);
-        let key = match decision {
-            Err(e) => return Box::pin(self.plugin_failed(e, Some(plugin), route, body)).await,
-            Ok(RequestDecision::Pass(reason)) => {
+        let decisions = &snapshot.decisions;
+        let (decided, req) = match decisions.find(matched.route.index, &self.parts) {
+            Reuse::Found(decided) => {
+                self.telemetry().decision_reused();
+                (decided, None)
+            }
+            reuse => {
+                let req = convert::request(&self.parts, &matched);
+                let called = Instant::now();
+                let result = plugin
+                    .on_request_with_body(self.request_id, limits, &req, None)
+                    .await;
+                self.plugin_answered(called, &result);
+                let (decided, facts) = match result {
+                    Err(e) => {
+                        return Box::pin(self.plugin_failed(e, Some(plugin), route, body)).await;
+                    }
+                    Ok((RequestDecision::Pass(reason), facts)) => {
+                        (Decided::Pass(reason.into()), facts)
+                    }
+                    Ok((RequestDecision::Lookup(key), facts)) => {
+                        (Decided::Lookup(self.object_key(&route.name, &key)), facts)
+                    }
+                };
+                if let Reuse::Missing(request_key) = reuse
+                    && facts.repeatable
+                {
+                    decisions.remember(request_key, decided.clone());
+                }
+                (decided, Some(req))
+            }
+        };
+        let base = match decided {
+            Decided::Pass(reason) => {
                 let status = CacheStatus::forward(Forward::Bypass).detail(&reason);
                 return Box::pin(self.pass_through(body, route.upstream_timeout, status)).await;
             }
-            Ok(RequestDecision::Lookup(_))
+            Decided::Lookup(_)
                 if self.parts.method != Method::GET && self.parts.method != Method::HEAD =>
             {
                 let status = CacheStatus::forward(Forward::Method);
                 return Box::pin(self.pass_through(body, route.upstream_timeout, status)).await;
             }
-            Ok(RequestDecision::Lookup(key)) => key,
+            Decided::Lookup(base) => base,
         };
-        let base = self.object_key(&route.name, &key);
+        let policy = PolicyCall {
+            route,
+            plugin,
+            limits,
+            req: match req {
+                Some(req) => PolicyRequest::Built(req),
+                None => PolicyRequest::Lazy {
+                    parts: &self.parts,
+                    matched: &matched,
+                    built: OnceLock::new(),
+                },
+            },
+        };
         let response = self.cached(&policy, base, body).await;
         if conditional::is_not_modified(
             &self.parts.method,
@@ -337,7 +400,12 @@ impl Exchange {
         let called = Instant::now();
         let decision = policy
             .plugin
-            .on_request_with_body(self.request_id, policy.limits, policy.req, Some(&digest))
+            .on_request_with_body(
+                self.request_id,
+                policy.limits,
+                policy.req.get(),
+                Some(&digest),
+            )
             .await;
         self.plugin_answered(called, &decision);
         match decision {
@@ -345,7 +413,7 @@ impl Exchange {
                 self.plugin_failed(e, Some(policy.plugin), policy.route, Body::from(bytes))
                     .await
             }
-            Ok((RequestDecision::Lookup(key), true)) => {
+            Ok((RequestDecision::Lookup(key), facts)) if facts.body_digest_asked => {
                 let base = self
                     .object_key(&policy.route.name, &key)
                     .variant(&[("body", &digest)]);
@@ -599,7 +667,7 @@ impl Exchange {
             policy.route.name.clone(),
             policy.plugin.clone(),
             policy.limits,
-            policy.req.clone(),
+            policy.req.get().clone(),
         );
         tokio::spawn(async move {
             if unless_fresh
@@ -619,7 +687,7 @@ impl Exchange {
                 route: &route.config,
                 plugin: &plugin,
                 limits,
-                req: &req,
+                req: PolicyRequest::Built(req),
             };
             let filled = cx.fill(&policy, object, status, stale, body).await;
             done(&filled);
@@ -723,7 +791,7 @@ impl Exchange {
             .on_response(
                 self.request_id,
                 policy.limits,
-                policy.req,
+                policy.req.get(),
                 &policy_resp,
                 self.post.as_ref().map(|p| p.digest.as_str()),
             )
@@ -938,7 +1006,12 @@ impl Exchange {
             let called = Instant::now();
             let decision = policy
                 .plugin
-                .on_invalidate(self.request_id, policy.limits, policy.req, &policy_resp)
+                .on_invalidate(
+                    self.request_id,
+                    policy.limits,
+                    policy.req.get(),
+                    &policy_resp,
+                )
                 .await;
             self.plugin_answered(called, &decision);
             match decision {

@@ -294,6 +294,11 @@ fn describe(recorder: &PrometheusRecorder) {
         "Policy plugin calls by plugin and version.",
     );
     describe(
+        "larder_plugin_decisions_reused_total",
+        None,
+        "Requests answered with the on-request decision of an identical earlier request instead of a plugin call, by plugin and version.",
+    );
+    describe(
         "larder_plugin_errors_total",
         None,
         "Failed policy plugin calls by plugin, version and kind.",

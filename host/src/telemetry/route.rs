@@ -25,6 +25,8 @@ pub struct RouteCounts {
     pub(super) upstream_calls: AtomicU64,
     pub(super) plugin_us: AtomicU64,
     pub(super) plugin_calls: AtomicU64,
+    /// `on-request` answers reused for an identical request instead of a call.
+    pub(super) decisions_reused: AtomicU64,
 }
 
 /// One request's facts, as the request path gathered them.
@@ -51,6 +53,7 @@ pub struct RouteTelemetry {
     coalesced: Counter,
     upstream: Histogram,
     plugin_calls: Histogram,
+    decisions_reused: Counter,
     pub plugin: Arc<str>,
     pub version: Arc<str>,
 }
@@ -85,6 +88,10 @@ impl RouteTelemetry {
                 "larder_plugin_call_duration_seconds",
                 &[("plugin", plugin), ("version", version)],
             ),
+            decisions_reused: t.counter(
+                "larder_plugin_decisions_reused_total",
+                &[("plugin", plugin), ("version", version)],
+            ),
             plugin: plugin.into(),
             version: version.into(),
         }
@@ -102,6 +109,7 @@ impl RouteTelemetry {
             coalesced: Counter::noop(),
             upstream: Histogram::noop(),
             plugin_calls: Histogram::noop(),
+            decisions_reused: Counter::noop(),
             plugin: "".into(),
             version: "".into(),
         }
@@ -150,6 +158,12 @@ impl RouteTelemetry {
             .fetch_add(micros(took), Ordering::Relaxed);
         self.counts.plugin_calls.fetch_add(1, Ordering::Relaxed);
         self.plugin_calls.record(took.as_secs_f64());
+    }
+
+    /// Counts an `on-request` answer reused instead of a call.
+    pub fn decision_reused(&self) {
+        self.counts.decisions_reused.fetch_add(1, Ordering::Relaxed);
+        self.decisions_reused.increment(1);
     }
 }
 

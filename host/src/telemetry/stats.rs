@@ -38,6 +38,9 @@ pub struct RouteStats {
     /// Mean time of one plugin call, in microseconds.
     pub plugin_call_us: Option<f64>,
     pub plugin_calls: u64,
+    /// Requests answered with the `on-request` decision of an identical earlier request,
+    /// without a plugin call.
+    pub plugin_decisions_reused: u64,
 }
 
 /// Raw sums, added up over routes before the means are taken.
@@ -53,6 +56,7 @@ struct Sums {
     upstream_calls: u64,
     plugin_us: u64,
     plugin_calls: u64,
+    decisions_reused: u64,
 }
 
 impl Sums {
@@ -69,6 +73,7 @@ impl Sums {
             upstream_calls: load(&c.upstream_calls),
             plugin_us: load(&c.plugin_us),
             plugin_calls: load(&c.plugin_calls),
+            decisions_reused: load(&c.decisions_reused),
         }
     }
 
@@ -85,6 +90,7 @@ impl Sums {
         self.upstream_calls += o.upstream_calls;
         self.plugin_us += o.plugin_us;
         self.plugin_calls += o.plugin_calls;
+        self.decisions_reused += o.decisions_reused;
     }
 
     fn stats(&self, route: String) -> RouteStats {
@@ -119,6 +125,7 @@ impl Sums {
             upstream_requests: self.upstream_calls,
             plugin_call_us: mean(self.plugin_us, self.plugin_calls, 1.0),
             plugin_calls: self.plugin_calls,
+            plugin_decisions_reused: self.decisions_reused,
         }
     }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Hit throughput and latency, side by side: Larder (Redis only, and with its memory tier) and,
 # when installed, NGINX with an equivalent proxy_cache, in front of the same local origin, under
-# the same wrk settings. Bounded: about 2 minutes.
+# the same wrk settings. Bounded: about 3 minutes.
 #
 #   cargo xtask build                     # target/release/{larder,scat-origin}, target/plugins
 #   tests/load/run.sh                     # wrk, redis-server, nginx from Debian's packages
@@ -9,6 +9,10 @@
 # Knobs: DURATION (seconds per c64 run, default 10), SIZES (default "1024 65536").
 # The origin is scat-origin's /api/v1/blob?bytes=N (N bytes, `Cache-Control: max-age=60`, no
 # delay); every target is warmed with one request, so every measured request is a hit.
+# Rows with conns "64u" send a different `x-request-id` with every request (a wrk Lua script,
+# for every target alike): Larder cannot reuse an earlier request's policy decision
+# (host/src/proxy/decisions.rs) and calls the plugin for each one, as it would for clients that
+# send a unique id or trace header.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -110,12 +114,20 @@ EOF
   PIDS+=($!)
 fi
 
+cat >"$WORK/unique.lua" <<'EOF'
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, { ["x-request-id"] = tostring(n) })
+end
+EOF
+
 # wrk's summary: requests/s, p50 and p99 (in ms).
-measure() { # url connections seconds
+measure() { # url connections seconds [lua script]
   local out
   local threads=2
   [ "$2" -lt 2 ] && threads=1
-  out=$(wrk -t"$threads" -c"$2" -d"$3"s --latency "$1")
+  out=$(wrk -t"$threads" -c"$2" -d"$3"s --latency ${4:+-s "$4"} "$1")
   local rps p50 p99
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -136,9 +148,10 @@ for size in $SIZES; do
     url="http://127.0.0.1:$port$path"
     wait_http "$url"
     curl -fs -o /dev/null "$url"; curl -fs -o /dev/null "$url"   # stored, then a hit
-    for conns in 64 1; do
+    for conns in 64 64u 1; do
       secs=$DURATION; [ "$conns" = 1 ] && secs=$(( (DURATION + 1) / 2 ))
-      read -r rps p50 p99 < <(measure "$url" "$conns" "$secs")
+      script=""; [ "$conns" = 64u ] && script="$WORK/unique.lua"
+      read -r rps p50 p99 < <(measure "$url" "${conns%u}" "$secs" "$script")
       key="$conns"
       if [ "$name" = nginx ]; then base[$key]=$rps; fi
       ratio="-"

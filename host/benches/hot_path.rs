@@ -1,5 +1,6 @@
 //! The hit path's own costs, one by one: the policy call (the example `analysis-policy` in a
-//! wasmtime instance reused between calls, as the gateway does, against the same decision made by native Rust), the storage key's
+//! wasmtime instance reused between calls, as the gateway does, against the same decision made
+//! by native Rust, and against reusing the decision of an identical request), the storage key's
 //! derivation, an entry's encoding and decoding (with the zstd body of a Redis value), and
 //! counting a request for `/stats` and `/metrics`.
 //!
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use larder::policy::PluginEngine;
 use larder::policy::sandbox::Limits;
+use larder::proxy::decisions::{Decided, Decisions, Reuse};
 use larder::store::entry::Entry;
 use larder::store::key::tag_id;
 use larder::store::tags::Token;
@@ -111,7 +113,33 @@ fn policy_call(c: &mut Criterion) {
     group.bench_function("native Rust, same decision", |b| {
         b.iter(|| black_box(native_policy(black_box(&req))))
     });
+    // What a hit pays instead of the call (and the key derivation) when an identical request
+    // came before: encoding the request and finding its decision in the thread's table.
+    let decisions = Decisions::new(1 << 20);
+    let http_parts = http_request(&req);
+    let decided = Decided::Lookup(ObjectKey::derive("ai-features", &parts(&wasm), &[]));
+    match decisions.find(0, &http_parts) {
+        Reuse::Missing(key) => decisions.remember(key, decided.clone()),
+        _ => unreachable!("a fresh table"),
+    }
+    group.bench_function("decision reused for an identical request", |b| {
+        b.iter(|| match decisions.find(0, black_box(&http_parts)) {
+            Reuse::Found(found) => black_box(found),
+            _ => unreachable!("remembered above"),
+        })
+    });
     group.finish();
+}
+
+/// The same request as the gateway receives it.
+fn http_request(req: &Request) -> http::request::Parts {
+    let mut b = http::Request::builder()
+        .method(req.method.as_str())
+        .uri(req.path.as_str());
+    for h in &req.headers {
+        b = b.header(h.name.as_str(), h.value.as_str());
+    }
+    b.body(()).unwrap().into_parts().0
 }
 
 fn key_derivation(c: &mut Criterion) {

@@ -95,6 +95,11 @@ pub trait Policy {
     /// consulted. Return [`RequestDecision::pass`] with a short reason, or
     /// [`RequestDecision::lookup`] with the key that identifies the object.
     ///
+    /// For a GET or HEAD identical to an earlier one (method, path, query, every header) the
+    /// host may reuse the earlier answer instead of calling again, unless that call logged,
+    /// asked for [`request_body_digest`] or drew random numbers: the answer must follow from
+    /// the request alone.
+    ///
     /// There is no default: the key is the policy's decision. For methods other than GET and
     /// HEAD the host treats `lookup` as `pass`, except for a POST that asked for
     /// [`request_body_digest`].

@@ -106,7 +106,9 @@ impl Decisions {
     /// This thread's table for this snapshot: an earlier snapshot's is dropped.
     fn table<'t>(&self, slot: &'t mut Option<(u64, Table)>) -> &'t mut Table {
         if !matches!(slot, Some((generation, _)) if *generation == self.generation) {
-            let items = (self.budget / 512).max(16) as usize;
+            // The table sizes itself for this many entries up front: a generous budget must
+            // not allocate a huge empty table on every thread.
+            let items = (self.budget / 512).clamp(16, 65_536) as usize;
             *slot = Some((
                 self.generation,
                 Cache::with_weighter(items, self.budget, Weight),

@@ -87,6 +87,31 @@ pub struct CacheConfig {
     /// Bytes of the memory tier in front of Redis (0: none). Each instance keeps its hottest
     /// entries in process; purges reach every instance's tier through Redis pub/sub.
     pub memory_tier_bytes: usize,
+    /// What the memory tier does while its invalidation subscription is not verified (Redis
+    /// down, paused or unreachable, the subscription lost): see [`TierOutage`].
+    pub memory_tier_outage: TierOutage,
+    /// How recently the invalidation subscription must have been verified (a heartbeat
+    /// answered on it) for the memory tier to answer; it is checked four times this often.
+    pub memory_tier_trust: Duration,
+    /// Where the gateway keeps state that must survive a restart: the journal of purges
+    /// that Redis has not acknowledged yet (`LARDER_STATE_DIR`).
+    pub state_dir: PathBuf,
+    /// Tags of unacknowledged purges kept at most; past it the instance stops serving from
+    /// the cache until every entry in Redis is dropped (see [`crate::store::pending`]).
+    pub max_pending_purges: usize,
+}
+
+/// The memory tier's choice while it cannot hear other instances' purges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TierOutage {
+    /// Skip the tier: answer from Redis if it answers, else from the upstream (the default:
+    /// invalidation over availability).
+    #[default]
+    Bypass,
+    /// Keep answering from the tier: hot keys stay served through a Redis outage, but a purge
+    /// made on another instance meanwhile is not seen here until the subscription is back.
+    Serve,
 }
 
 #[derive(Debug, Clone)]
@@ -193,6 +218,10 @@ pub struct RouteConfig {
     /// (`host.request-body-digest` in the WIT): the host reads bodies up to
     /// `cache.max_request_body` before calling the policy. Off by default.
     pub cache_post: bool,
+    /// Unsafe requests (POST, PUT, PATCH, DELETE, ...) to this route's paths go through the
+    /// policy's `on-invalidate` whatever `methods` lists (RFC 9111 section 4.4). `false` opts
+    /// out: such requests then pass through as unrouted, and `check-config` says so.
+    pub invalidate_writes: bool,
     /// Line of the route's `plugin` key, for messages about a missing plugin.
     pub plugin_line: usize,
 }
@@ -230,6 +259,10 @@ struct RawCache {
     revalidate_keep_s: Option<u32>,
     max_request_body: Option<usize>,
     memory_tier_bytes: Option<usize>,
+    memory_tier_outage: Option<TierOutage>,
+    memory_tier_trust_ms: Option<Spanned<u64>>,
+    state_dir: Option<String>,
+    max_pending_purges: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -268,6 +301,7 @@ struct RawRoute {
     upstream_timeout_ms: Option<u64>,
     #[serde(default)]
     cache_post: bool,
+    invalidate_writes: Option<bool>,
 }
 
 /// Defaults, in one place so the README's key table can be checked against them.
@@ -292,6 +326,12 @@ pub mod defaults {
     pub const MEMORY_LIMIT: usize = 16 * 1024 * 1024;
     /// A few thousand distinct requests' decisions per proxy thread.
     pub const DECISION_CACHE_BYTES: usize = 1024 * 1024;
+    /// About a second: a purge on another instance reaches this tier through pub/sub within
+    /// milliseconds, so a second without a verified subscription means it may not.
+    pub const MEMORY_TIER_TRUST_MS: u64 = 1_000;
+    pub const STATE_DIR: &str = "larder-state";
+    /// 10,000 tags (about 400 KB of journal): hours of writes during an outage.
+    pub const MAX_PENDING_PURGES: usize = 10_000;
 }
 
 /// Environment variables that override the file, as a deployment sets them.
@@ -303,11 +343,13 @@ pub struct EnvOverrides {
     pub admin_listen: Option<String>,
     pub plugin_dir: Option<String>,
     pub admin_token: Option<String>,
+    pub state_dir: Option<String>,
 }
 
 impl EnvOverrides {
     /// Reads `REDIS_URL`, `LARDER_UPSTREAM`, `LARDER_LISTEN`, `LARDER_ADMIN_LISTEN`,
-    /// `LARDER_PLUGIN_DIR` and `LARDER_ADMIN_TOKEN`; empty values count as unset.
+    /// `LARDER_PLUGIN_DIR`, `LARDER_ADMIN_TOKEN` and `LARDER_STATE_DIR`; empty values count
+    /// as unset.
     pub fn from_env() -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         Self {
@@ -317,6 +359,7 @@ impl EnvOverrides {
             admin_listen: var("LARDER_ADMIN_LISTEN"),
             plugin_dir: var("LARDER_PLUGIN_DIR"),
             admin_token: var("LARDER_ADMIN_TOKEN"),
+            state_dir: var("LARDER_STATE_DIR"),
         }
     }
 }
@@ -367,6 +410,30 @@ impl Config {
                 .max_request_body
                 .unwrap_or(defaults::MAX_REQUEST_BODY),
             memory_tier_bytes: raw.cache.memory_tier_bytes.unwrap_or(0),
+            memory_tier_outage: raw.cache.memory_tier_outage.unwrap_or_default(),
+            memory_tier_trust: Duration::from_millis(match &raw.cache.memory_tier_trust_ms {
+                None => defaults::MEMORY_TIER_TRUST_MS,
+                Some(ms) if (100..=60_000).contains(ms.get_ref()) => *ms.get_ref(),
+                Some(ms) => {
+                    return Err(at.error(
+                        ms.span().start,
+                        "`memory_tier_trust_ms` must be between 100 and 60000",
+                    ));
+                }
+            }),
+            state_dir: base.join(
+                raw.cache
+                    .state_dir
+                    .as_deref()
+                    .unwrap_or(defaults::STATE_DIR),
+            ),
+            max_pending_purges: match &raw.cache.max_pending_purges {
+                None => defaults::MAX_PENDING_PURGES,
+                Some(n) if *n.get_ref() >= 1 => *n.get_ref(),
+                Some(n) => {
+                    return Err(at.error(n.span().start, "`max_pending_purges` must be at least 1"));
+                }
+            },
         };
         let redis = match raw.redis {
             Some(r) => Some(at.redis(r)?),
@@ -418,6 +485,24 @@ impl Config {
         Ok(config)
     }
 
+    /// What is valid but worth an operator's attention: choices that weaken a guarantee.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        for r in self.routes.iter().filter(|r| !r.invalidate_writes) {
+            notes.push(format!(
+                "route `{}` has `invalidate_writes = false`: unsafe requests to its paths that its `methods` do not list pass through without invalidating what they change (RFC 9111 section 4.4)",
+                r.name
+            ));
+        }
+        if self.cache.memory_tier_bytes > 0 && self.cache.memory_tier_outage == TierOutage::Serve {
+            notes.push(
+                "`cache.memory_tier_outage = \"serve\"`: while this instance cannot hear purges, its memory tier keeps answering, including entries that other instances purged meanwhile"
+                    .to_owned(),
+            );
+        }
+        notes
+    }
+
     fn apply_env(&mut self, env: &EnvOverrides) -> Result<(), ConfigError> {
         if let Some(url) = &env.redis_url {
             let redis = self.redis.get_or_insert_with(RedisConfig::default);
@@ -462,6 +547,9 @@ impl Config {
         }
         if let Some(dir) = &env.plugin_dir {
             self.plugins.dir = PathBuf::from(dir);
+        }
+        if let Some(dir) = &env.state_dir {
+            self.cache.state_dir = PathBuf::from(dir);
         }
         self.server.admin_token = env.admin_token.clone();
         Ok(())
@@ -691,6 +779,7 @@ impl Locator<'_> {
                 .map(Duration::from_millis)
                 .unwrap_or(server.upstream_timeout),
             cache_post: r.cache_post,
+            invalidate_writes: r.invalidate_writes.unwrap_or(true),
             plugin_line: self.line_of(r.plugin.span().start),
         })
     }
@@ -891,5 +980,41 @@ mod tests {
             err.contains("REDIS_URL") && err.contains("only database 0") && !err.contains("secret"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn invalidation_settings_have_safe_defaults_and_are_checked() {
+        let c = parse("").unwrap();
+        assert_eq!(c.cache.state_dir, Path::new("dir/larder-state"));
+        assert_eq!(c.cache.memory_tier_outage, TierOutage::Bypass);
+        assert_eq!(c.cache.memory_tier_trust, Duration::from_secs(1));
+        assert_eq!(c.cache.max_pending_purges, 10_000);
+        assert!(c.notes().is_empty());
+
+        let c = parse(
+            "[cache]\nmemory_tier_bytes = 1024\nmemory_tier_outage = \"serve\"\nstate_dir = \"/var/lib/larder\"\n\n[[route]]\nname = \"r\"\npath = \"/r\"\nplugin = \"p\"\ninvalidate_writes = false\n",
+        )
+        .unwrap();
+        assert_eq!(c.cache.state_dir, Path::new("/var/lib/larder"));
+        assert!(!c.routes[0].invalidate_writes);
+        let notes = c.notes().join("\n");
+        assert!(notes.contains("invalidate_writes = false"), "{notes}");
+        assert!(notes.contains("memory_tier_outage"), "{notes}");
+
+        for (text, at) in [
+            ("[cache]\nmemory_tier_trust_ms = 5\n", ":2:24:"),
+            ("[cache]\nmax_pending_purges = 0\n", ":2:22:"),
+            ("[cache]\nmemory_tier_outage = \"maybe\"\n", ":2:22:"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.starts_with("dir/larder.toml") && err.contains(at), "{text:?}: {err}");
+        }
+
+        let env = EnvOverrides {
+            state_dir: Some("/srv/state".into()),
+            ..Default::default()
+        };
+        let c = Config::parse(Path::new("l.toml"), "", &env).unwrap();
+        assert_eq!(c.cache.state_dir, Path::new("/srv/state"));
     }
 }

@@ -18,6 +18,7 @@ use crate::proxy::upstream::Upstream;
 use crate::routes::RouteTable;
 use crate::store::Store;
 use crate::store::memory::{self, MemoryStore};
+use crate::store::pending::{self, PendingPurges};
 use crate::store::redis::RedisStore;
 use crate::store::tiered::TieredStore;
 use crate::telemetry::{RouteTelemetry, Telemetry};
@@ -146,7 +147,9 @@ impl Gateway {
         snapshot.check()?;
         let store = match &config.redis {
             Some(redis) => {
-                let l2 = RedisStore::start(redis)?;
+                let journal = pending::journal_path(&config.cache.state_dir, &redis.prefix);
+                let pending = PendingPurges::open(Some(journal), config.cache.max_pending_purges);
+                let l2 = RedisStore::start_with(redis, pending)?;
                 match config.cache.memory_tier_bytes {
                     0 => {
                         tracing::info!(url = %redact(&redis.url), prefix = %redis.prefix, "store: redis");
@@ -159,7 +162,12 @@ impl Gateway {
                             budget,
                             "store: redis behind a memory tier"
                         );
-                        Store::Tiered(TieredStore::start(l2, budget))
+                        Store::Tiered(TieredStore::start(
+                            l2,
+                            budget,
+                            config.cache.memory_tier_trust,
+                            config.cache.memory_tier_outage,
+                        ))
                     }
                 }
             }

@@ -90,7 +90,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => serve(config).await,
         Command::CheckConfig { config } => {
-            Config::load(&config, &EnvOverrides::from_env())?;
+            let loaded = Config::load(&config, &EnvOverrides::from_env())?;
+            for note in loaded.notes() {
+                println!("{}: note: {note}", config.display());
+            }
             println!("{}: ok", config.display());
             Ok(())
         }

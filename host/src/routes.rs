@@ -4,6 +4,12 @@
 //! `matchit` syntax axum uses). Several routes may share a pattern when their methods differ, so
 //! the router maps a pattern to the routes registered on it and the method picks among them.
 //! Static segments win over captures (`/repositories/count` beats `/repositories/{id}`).
+//!
+//! An unsafe request (RFC 9110 section 9.2.1: any method but GET, HEAD, OPTIONS and TRACE) to a
+//! path that no route lists its method for goes to the first route of that path that has
+//! `invalidate_writes` on (the default): the write is forwarded, and its policy's
+//! `on-invalidate` says what it made wrong (RFC 9111 section 4.4), whichever methods the route
+//! lists for lookups.
 
 use std::sync::Arc;
 
@@ -70,13 +76,19 @@ impl RouteTable {
         &self.routes
     }
 
-    /// The route for `method` and `path`, if any.
+    /// The route for `method` and `path`, if any: the one listing `method`, or for an unsafe
+    /// method the first of the path's routes that invalidates on writes.
     pub fn find(&self, method: &http::Method, path: &str) -> Option<RouteMatch<'_>> {
         let matched = self.router.at(path).ok()?;
-        let route = matched
-            .value
+        let routes = matched.value;
+        let route = routes
             .iter()
-            .find(|r| r.config.methods.contains(method))?;
+            .find(|r| r.config.methods.contains(method))
+            .or_else(|| {
+                is_unsafe(method)
+                    .then(|| routes.iter().find(|r| r.config.invalidate_writes))
+                    .flatten()
+            })?;
         let params = matched
             .params
             .iter()
@@ -84,6 +96,16 @@ impl RouteTable {
             .collect();
         Some(RouteMatch { route, params })
     }
+}
+
+/// Every method but the safe ones (RFC 9110 section 9.2.1): unknown methods such as `M-SEARCH`
+/// may change state too, so they go through `on-invalidate` like POST.
+pub fn is_unsafe(method: &http::Method) -> bool {
+    use http::Method;
+    !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
 }
 
 /// Decodes `%XX` escapes; invalid escapes and non-UTF-8 results are kept as written, so a
@@ -165,8 +187,50 @@ plugin = "p"
             "analyze"
         );
         assert!(t.find(&http::Method::GET, path).is_none());
-        assert!(
+        // The analyze route lists POST; `/repositories/7` lists only lookups, but a POST to
+        // it is a write its policy hears of.
+        assert_eq!(
             t.find(&http::Method::POST, "/api/v1/repositories/7")
+                .unwrap()
+                .route
+                .config
+                .name,
+            "repo"
+        );
+    }
+
+    #[test]
+    fn a_write_to_a_lookup_route_reaches_its_policy_unless_it_opts_out() {
+        let t = table(ROUTES);
+        for method in [
+            http::Method::PUT,
+            http::Method::PATCH,
+            http::Method::DELETE,
+            http::Method::POST,
+            http::Method::from_bytes(b"PURGE").unwrap(),
+        ] {
+            let m = t.find(&method, "/api/v1/repositories/7").unwrap();
+            assert_eq!(m.route.config.name, "repo", "{method}");
+            assert_eq!(m.params, vec![("id".to_owned(), "7".to_owned())]);
+        }
+        // Safe methods it does not list stay unrouted.
+        assert!(
+            t.find(&http::Method::OPTIONS, "/api/v1/repositories/7")
+                .is_none()
+        );
+
+        let opted_out = table(
+            r#"
+[[route]]
+name = "repo"
+path = "/api/v1/repositories/{id}"
+plugin = "p"
+invalidate_writes = false
+"#,
+        );
+        assert!(
+            opted_out
+                .find(&http::Method::DELETE, "/api/v1/repositories/7")
                 .is_none()
         );
     }

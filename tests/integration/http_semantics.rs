@@ -302,3 +302,122 @@ plugin = "standard"
     );
     h.stop().await;
 }
+
+/// RFC 9111 section 4.4: an unsafe request invalidates what its target URI caches, whichever
+/// methods the target's route lists. The `echo` route lists only GET and HEAD; a DELETE, PUT or
+/// PATCH of the same URI still reaches the `standard` policy's `on-invalidate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_to_a_path_whose_route_lists_only_lookups_invalidates_it() {
+    let h = Harness::demo(StoreKind::Memory, OriginConfig::zero_delay()).await;
+    let path = "/api/v1/echo?cache_control=max-age%3D600&body=w";
+    for method in ["DELETE", "PUT", "PATCH"] {
+        let before = get(&h, path, &[]).await;
+        assert!(get(&h, path, &[]).await.is_hit(), "{method}: stored first");
+        let write = http::send(method, &h.url(path), &[], "").await;
+        assert_eq!(write.status, 200, "{method}: {}", write.cache_status());
+        assert!(
+            write.cache_status().contains("fwd=method"),
+            "{}",
+            write.cache_status()
+        );
+        let after = get(&h, path, &[]).await;
+        assert!(
+            !after.is_hit(),
+            "{method} left {path} cached: {}",
+            after.cache_status()
+        );
+        assert_ne!(serial(&after), serial(&before), "{method}");
+    }
+    h.stop().await;
+}
+
+/// The write's invalidation belongs to the write, not to the client: a client that hangs up
+/// while the backend analyses does not keep the old analysis cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_during_an_analyze_does_not_cancel_its_purge() {
+    use tokio::io::AsyncWriteExt;
+    let origin = OriginConfig {
+        analyze_delay: Duration::from_millis(300),
+        ..OriginConfig::zero_delay()
+    };
+    let h = Harness::demo(StoreKind::Memory, origin).await;
+    let view = "/api/v1/repositories/3/ai-features";
+    let old = h.get(view).await.json()["analysis_version"].clone();
+    assert!(h.get(view).await.is_hit());
+
+    let addr = h.url("").trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    socket
+        .write_all(
+            b"POST /api/v1/repositories/3/actions/analyze HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(socket); // the client gives up while the backend works
+
+    // The backend finishes its analysis; shortly after, the view is no longer the old one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while h.origin.analysis_version(3) == old.as_u64() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the analyze never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = h.get(view).await;
+    assert!(!after.is_hit(), "{}", after.cache_status());
+    assert_ne!(after.json()["analysis_version"], old);
+    h.stop().await;
+}
+
+/// A write whose answer never came (the upstream timed out after it had the request) may
+/// well have happened: it invalidates as if it had succeeded, and the client gets 504.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_times_out_upstream_invalidates_anyway() {
+    let demo = std::fs::read_to_string(larder_tests::plugins::workspace_root().join("larder.toml"))
+        .unwrap();
+    let config = demo.replace(
+        "methods = [\"POST\"]\nplugin = \"analysis-policy\"\n",
+        "methods = [\"POST\"]\nplugin = \"analysis-policy\"\nupstream_timeout_ms = 100\n",
+    );
+    assert_ne!(config, demo, "the analyze route's timeout is set");
+    let origin = OriginConfig {
+        analyze_delay: Duration::from_millis(400),
+        ..OriginConfig::zero_delay()
+    };
+    let h = Harness::with_routes(
+        &config,
+        StoreKind::Memory,
+        origin,
+        larder_tests::gateway::install_example_plugins,
+    )
+    .await;
+    let view = "/api/v1/repositories/4";
+    let old = h.get(view).await.json()["analysis_version"].clone();
+    assert!(h.get(view).await.is_hit());
+
+    let analyze = http::post(&h.url("/api/v1/repositories/4/actions/analyze")).await;
+    assert_eq!(analyze.status, 504, "{}", analyze.text());
+    assert!(
+        analyze.cache_status().contains("upstream-timeout"),
+        "{}",
+        analyze.cache_status()
+    );
+    // Purged at once, before the backend even finished: the next read goes upstream.
+    let during = h.get(view).await;
+    assert!(!during.is_hit(), "{}", during.cache_status());
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while h.origin.analysis_version(4) == old.as_u64() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the analyze never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // `during` may have cached the old analysis (it was read before the backend finished):
+    // that is the backend's answer at that time, and a new analyze would purge it.
+    h.stop().await;
+}

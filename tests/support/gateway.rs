@@ -140,6 +140,8 @@ impl Harness {
             admin_listen: Some("127.0.0.1:0".into()),
             plugin_dir: Some(plugin_dir.display().to_string()),
             admin_token: Some(ADMIN_TOKEN.into()),
+            // The state directory defaults to one beside the config, in the test's temp dir.
+            state_dir: None,
         };
         tweak(&mut env);
         let config = Config::load(&config_path, &env).expect("test config is valid");

@@ -79,6 +79,10 @@ pub struct OriginConfig {
     pub ai_features_delay: Duration,
     /// Delay of `POST /embeddings`.
     pub embeddings_delay: Duration,
+    /// How long `POST .../actions/analyze` works before the new version exists and it answers.
+    /// The analysis runs to its end even if the caller hangs up meanwhile, as a real backend's
+    /// job does.
+    pub analyze_delay: Duration,
 }
 
 impl Default for OriginConfig {
@@ -90,6 +94,7 @@ impl Default for OriginConfig {
             insights_delay: Duration::from_millis(600),
             ai_features_delay: Duration::from_millis(1200),
             embeddings_delay: Duration::from_millis(800),
+            analyze_delay: Duration::ZERO,
         }
     }
 }
@@ -113,6 +118,7 @@ impl OriginConfig {
             insights_delay: Duration::ZERO,
             ai_features_delay: Duration::ZERO,
             embeddings_delay: Duration::ZERO,
+            analyze_delay: Duration::ZERO,
         }
     }
 

@@ -143,6 +143,30 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// Starts a killed server again on the same port and in the same directory: with
+    /// `--appendonly yes` among the extra arguments it comes back with what it had written
+    /// (unlike [`RedisServer::restart`], whose server is empty unless persistence is on).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "start_again: the server is running");
+        self.spawn();
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Closes every pub/sub connection (`CLIENT KILL TYPE pubsub`): the subscribers see their
+    /// connection end, as when a proxy or a failover drops it. Returns how many were closed.
+    pub fn kill_pubsub_clients(&self) -> u64 {
+        redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(&mut self.conn())
+            .expect("CLIENT KILL TYPE pubsub")
+    }
+
     /// Keys matching `pattern`, via SCAN.
     pub fn keys(&self, pattern: &str) -> Vec<String> {
         let mut conn = self.conn();

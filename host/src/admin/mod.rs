@@ -33,8 +33,9 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
 
 #[derive(Serialize)]
 struct Health {
-    /// `ok`, or `degraded` when the store is down or a plugin file was refused. The gateway
-    /// serves in both: a degraded gateway proxies what it cannot cache.
+    /// `ok`, or `degraded` when the store is down, purges are pending, the memory tier cannot
+    /// hear purges, or a plugin file was refused. The gateway serves in both: a degraded
+    /// gateway proxies what it cannot cache.
     status: &'static str,
     store: StoreHealth,
     plugins: Vec<PluginInfo>,
@@ -110,7 +111,7 @@ fn plugin_infos(snapshot: &Snapshot) -> Vec<PluginInfo> {
 async fn health(State(gw): State<Arc<Gateway>>) -> Json<Health> {
     let snapshot = gw.snapshot();
     let store = gw.store.health();
-    let degraded = !store.up || !snapshot.plugins.errors().is_empty();
+    let degraded = store.degraded() || !snapshot.plugins.errors().is_empty();
     Json(Health {
         status: if degraded { "degraded" } else { "ok" },
         store,

@@ -170,6 +170,18 @@ pub async fn purge(
             }))
             .into_response()
         }
+        Err(e) if e.is_pending() => {
+            tracing::warn!(error = %e, "purge by the admin API kept pending");
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({
+                    "pending": true,
+                    "message": "Redis did not acknowledge the purge: it is kept pending and applied as soon as Redis answers; until then this instance serves nothing from Redis",
+                    "soft": req.soft,
+                })),
+            )
+                .into_response()
+        }
         Err(e) => refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the store did not take the purge: {e}; nothing was purged, try again"),

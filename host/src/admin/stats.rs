@@ -75,7 +75,15 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
             .set(tier.entries as f64);
         t.gauge("larder_memory_tier_subscribed", &[])
             .set(if tier.subscribed { 1.0 } else { 0.0 });
+        t.gauge("larder_memory_tier_hearing", &[])
+            .set(if tier.hearing { 1.0 } else { 0.0 });
+        t.counter("larder_memory_tier_bypassed_total", &[])
+            .absolute(tier.bypassed);
     }
+    t.gauge("larder_pending_purges", &[])
+        .set(store.pending_purges as f64);
+    t.gauge("larder_pending_purges_overflow", &[])
+        .set(if store.pending_overflow { 1.0 } else { 0.0 });
     t.gauge("larder_fills_in_flight", &[])
         .set(gw.coalescer.in_flight() as f64);
     t.gauge("larder_uptime_seconds", &[])

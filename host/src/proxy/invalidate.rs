@@ -1,7 +1,10 @@
 //! Phase 6 (writes): turning a policy's invalidations into purges.
 //!
 //! Runs before the write's response goes back to the client, so a client that re-reads right
-//! after its write never sees what the write made wrong.
+//! after its write never sees what the write made wrong. It runs in a task of its own (see
+//! `Exchange::write_through`), so a client that hangs up does not cancel it. A purge Redis does
+//! not take is kept pending by the store and applied when Redis answers
+//! ([`crate::store::pending`]).
 
 use larder_bindings::types::{Invalidation, InvalidationTarget};
 
@@ -28,17 +31,25 @@ pub async fn apply(
 ) -> Result<Purged, StoreError> {
     let (hard, soft) = resolve(snapshot, current_route, list);
     let mut entries = 0;
-    if !hard.is_empty() {
-        entries += gw.store.purge(&hard, false).await?;
-    }
-    if !soft.is_empty() {
-        entries += gw.store.purge(&soft, true).await?;
+    let mut failed = None;
+    // Both, even when the first is not acknowledged: each is then kept pending on its own.
+    for (tags, is_soft) in [(&hard, false), (&soft, true)] {
+        if tags.is_empty() {
+            continue;
+        }
+        match gw.store.purge(tags, is_soft).await {
+            Ok(n) => entries += n,
+            Err(e) => failed = failed.or(Some(e)),
+        }
     }
     count(gw, list, entries);
-    Ok(Purged {
-        generations: hard.len() + soft.len(),
-        entries,
-    })
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(Purged {
+            generations: hard.len() + soft.len(),
+            entries,
+        }),
+    }
 }
 
 /// Counts applied purges by kind, for `/metrics` and `/stats`.

@@ -39,11 +39,11 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use larder_bindings::types::{CacheKey, RequestDecision, ResponseDecision, StoreDirective};
 
-use crate::config::{FailMode, RouteConfig};
+use crate::config::{FailMode, RouteConfig, TierOutage};
 use crate::gateway::{Gateway, Snapshot};
 use crate::policy::sandbox::Limits;
 use crate::policy::{Plugin, PluginError, convert};
-use crate::routes::RouteMatch;
+use crate::routes::{RouteMatch, is_unsafe};
 use crate::store::key::{Digest, tag_id};
 use crate::store::{
     Entry, EntryMeta, Found, NewEntry, ObjectKey, Standing, Storage, StoreError, StoreOutcome,
@@ -267,7 +267,10 @@ impl Exchange {
                 limits,
                 req: PolicyRequest::Built(convert::request(&self.parts, &matched)),
             };
-            if self.parts.method == Method::POST && route.cache_post {
+            if self.parts.method == Method::POST
+                && route.cache_post
+                && route.methods.contains(&Method::POST)
+            {
                 return Box::pin(self.post_lookup(&policy, body)).await;
             }
             return Box::pin(self.write_through(&policy, body)).await;
@@ -644,25 +647,7 @@ impl Exchange {
         } else {
             Method::GET
         };
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(self.parts.uri.clone())
-            .version(self.parts.version);
-        if let Some(headers) = builder.headers_mut() {
-            *headers = self.parts.headers.clone();
-        }
-        let (parts, _) = builder
-            .body(())
-            .expect("parts of a valid request make a valid request")
-            .into_parts();
-        let mut cx = Exchange::new(
-            self.gw.clone(),
-            self.snapshot.clone(),
-            self.request_id,
-            parts,
-        );
-        cx.post = self.post.clone();
-        cx.route = self.route;
+        let cx = self.detached(method);
         let (route_name, plugin, limits, req) = (
             policy.route.name.clone(),
             policy.plugin.clone(),
@@ -979,8 +964,77 @@ impl Exchange {
         (entry, u64::from(initial_age))
     }
 
+    /// An owned copy of this exchange as a `method` request, for work that must outlive the
+    /// client's request (fills, refreshes, writes).
+    fn detached(&self, method: Method) -> Exchange {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(self.parts.uri.clone())
+            .version(self.parts.version);
+        if let Some(headers) = builder.headers_mut() {
+            *headers = self.parts.headers.clone();
+        }
+        let (parts, _) = builder
+            .body(())
+            .expect("parts of a valid request make a valid request")
+            .into_parts();
+        let mut cx = Exchange::new(
+            self.gw.clone(),
+            self.snapshot.clone(),
+            self.request_id,
+            parts,
+        );
+        cx.post = self.post.clone();
+        cx.route = self.route;
+        cx
+    }
+
     /// Unsafe methods: forward, then let the policy say what the write invalidated.
+    ///
+    /// In a task of its own, on an owned copy of this exchange: a client that hangs up while
+    /// the upstream works does not cancel the invalidation. A write whose outcome is unknown
+    /// (the upstream timed out, or the connection broke, after the request was sent) may have
+    /// happened, so it invalidates as if it had succeeded.
     async fn write_through(&self, policy: &PolicyCall<'_>, body: Body) -> Response<Body> {
+        let Some(route_index) = self.route else {
+            let status = CacheStatus::forward(Forward::Method);
+            return self
+                .pass_through(body, policy.route.upstream_timeout, status)
+                .await;
+        };
+        let mut cx = self.detached(self.parts.method.clone());
+        let (plugin, limits, req) = (
+            policy.plugin.clone(),
+            policy.limits,
+            policy.req.get().clone(),
+        );
+        let task = tokio::spawn(async move {
+            let snapshot = cx.snapshot.clone();
+            let policy = PolicyCall {
+                route: &snapshot.routes.routes()[route_index].config,
+                plugin: &plugin,
+                limits,
+                req: PolicyRequest::Built(req),
+            };
+            let response = cx.write(&policy, body).await;
+            (response, cx.upstream_us.into_inner())
+        });
+        match task.await {
+            Ok((response, upstream_us)) => {
+                self.upstream_us.store(upstream_us, Ordering::Relaxed);
+                response
+            }
+            Err(e) => {
+                tracing::error!(request_id = self.request_id, error = %e, "a write's task failed");
+                let status = CacheStatus::forward(Forward::Method).detail("internal");
+                error_response(StatusCode::INTERNAL_SERVER_ERROR, &status, "internal error")
+            }
+        }
+    }
+
+    /// The write itself: upstream, then `on-invalidate` and the purge when the write succeeded
+    /// (2xx, 3xx) or may have.
+    async fn write(&mut self, policy: &PolicyCall<'_>, body: Body) -> Response<Body> {
         let route = policy.route;
         let status = CacheStatus::forward(Forward::Method);
         let sent = Instant::now();
@@ -990,56 +1044,92 @@ impl Exchange {
             .send(&self.parts, body, route.upstream_timeout)
             .await;
         self.upstream_answered(sent);
-        let upstream = match upstream {
-            Ok(r) => r,
+        let (rparts, rbody, mut status, upstream_status) = match upstream {
+            Ok(r) => {
+                let (mut rparts, rbody) = r.into_parts();
+                from_upstream(&mut rparts.headers);
+                let status = status.fwd_status(rparts.status.as_u16());
+                let code = rparts.status;
+                (Some(rparts), Some(rbody), status, code)
+            }
+            Err(e) if e.outcome_unknown() => {
+                tracing::warn!(request_id = self.request_id, error = %e, "the outcome of a write is unknown; invalidating as if it succeeded");
+                (None, None, status.detail(e.as_str()), e.status())
+            }
             Err(e) => return upstream_failed(&e, status),
         };
-        let (mut rparts, rbody) = upstream.into_parts();
-        let mut status = status.fwd_status(rparts.status.as_u16());
-        from_upstream(&mut rparts.headers);
-        if rparts.status.is_success() || rparts.status.is_redirection() {
-            let policy_resp = convert::response(
-                rparts.status,
-                &rparts.headers,
-                content_length(&rparts.headers),
-            );
-            let called = Instant::now();
-            let decision = policy
-                .plugin
-                .on_invalidate(
-                    self.request_id,
-                    policy.limits,
-                    policy.req.get(),
-                    &policy_resp,
-                )
-                .await;
-            self.plugin_answered(called, &decision);
-            match decision {
-                Err(e) => {
-                    policy.plugin.count_error();
-                    self.log_plugin_error(&e, route.fail);
-                    status = status.detail(e.as_str());
-                }
-                Ok(list) if list.is_empty() => {}
-                Ok(list) => {
-                    match invalidate::apply(&self.gw, &self.snapshot, &route.name, &list).await {
-                        Ok(purged) => {
-                            tracing::debug!(
-                                request_id = self.request_id,
-                                tags = purged.generations,
-                                entries = purged.entries,
-                                "invalidated"
-                            );
-                        }
-                        Err(e) => {
-                            tracing::error!(request_id = self.request_id, error = %e, "invalidation failed");
-                            status = status.detail("invalidation-failed");
-                        }
-                    }
-                }
+        if upstream_status.is_success() || upstream_status.is_redirection() || rparts.is_none() {
+            let policy_resp = match &rparts {
+                Some(p) => convert::response(p.status, &p.headers, content_length(&p.headers)),
+                // Unknown outcome: the policy sees the status the client gets, and no fields.
+                None => convert::response(upstream_status, &HeaderMap::new(), None),
+            };
+            status = self.invalidate(policy, &policy_resp, status).await;
+        }
+        match (rparts, rbody) {
+            (Some(rparts), Some(rbody)) => respond(rparts, Body::new(rbody), &status, None),
+            _ => error_response(
+                upstream_status,
+                &status,
+                "the upstream did not answer the write; what it invalidates was purged anyway",
+            ),
+        }
+    }
+
+    /// Calls `on-invalidate` and purges what it names; answers `status` with what happened.
+    async fn invalidate(
+        &self,
+        policy: &PolicyCall<'_>,
+        resp: &larder_bindings::types::Response,
+        status: CacheStatus,
+    ) -> CacheStatus {
+        let route = policy.route;
+        let called = Instant::now();
+        let decision = policy
+            .plugin
+            .on_invalidate(self.request_id, policy.limits, policy.req.get(), resp)
+            .await;
+        self.plugin_answered(called, &decision);
+        let list = match decision {
+            Err(e) => {
+                policy.plugin.count_error();
+                self.log_plugin_error(&e, route.fail);
+                return status.detail(e.as_str());
+            }
+            Ok(list) if list.is_empty() => return status,
+            Ok(list) => list,
+        };
+        match invalidate::apply(&self.gw, &self.snapshot, &route.name, &list).await {
+            Ok(purged) => {
+                tracing::debug!(
+                    request_id = self.request_id,
+                    tags = purged.generations,
+                    entries = purged.entries,
+                    "invalidated"
+                );
+                status
+            }
+            Err(e) if e.is_pending() => {
+                tracing::warn!(request_id = self.request_id, error = %e, "invalidation pending");
+                self.outlast_tier_trust().await;
+                status.detail("invalidation-pending")
+            }
+            Err(e) => {
+                tracing::error!(request_id = self.request_id, error = %e, "invalidation failed");
+                status.detail("invalidation-failed")
             }
         }
-        respond(rparts, Body::new(rbody), &status, None)
+    }
+
+    /// After a purge Redis did not take: waits out the memory tiers' trust window, so that by
+    /// the time the client learns its write is done, every instance whose tier could not hear
+    /// the purge has stopped answering from that tier (see [`crate::store::tiered`]).
+    async fn outlast_tier_trust(&self) {
+        let cache = &self.snapshot.config.cache;
+        if cache.memory_tier_bytes > 0 && cache.memory_tier_outage == TierOutage::Bypass {
+            // A verification is stamped in whole milliseconds: a few more cover the rounding.
+            tokio::time::sleep(cache.memory_tier_trust + Duration::from_millis(5)).await;
+        }
     }
 
     /// Forwards without caching.
@@ -1190,15 +1280,6 @@ fn from_upstream(headers: &mut HeaderMap) {
     if !valid_date {
         headers.insert(header::DATE, conditional::date_now());
     }
-}
-
-/// Every method but the safe ones (RFC 9110 section 9.2.1): unknown methods such as `M-SEARCH`
-/// may change state too, so they go through `on-invalidate` like POST.
-fn is_unsafe(method: &Method) -> bool {
-    !matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    )
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

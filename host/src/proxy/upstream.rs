@@ -21,6 +21,10 @@ pub enum UpstreamError {
     Timeout(Duration),
     #[error("upstream unreachable: {0}")]
     Connect(String),
+    /// The request may have reached the upstream, but no answer came back (the connection
+    /// broke after it was sent).
+    #[error("upstream connection lost before an answer: {0}")]
+    Lost(String),
     #[error("upstream body failed: {0}")]
     Body(String),
 }
@@ -30,8 +34,15 @@ impl UpstreamError {
         match self {
             UpstreamError::Timeout(_) => "upstream-timeout",
             UpstreamError::Connect(_) => "upstream-connect",
+            UpstreamError::Lost(_) => "upstream-lost",
             UpstreamError::Body(_) => "upstream-body",
         }
+    }
+
+    /// Whether the upstream may have acted on the request although no answer arrived: a write
+    /// then invalidates as if it had succeeded.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, UpstreamError::Timeout(_) | UpstreamError::Lost(_))
     }
 
     /// The status the client gets.
@@ -115,7 +126,8 @@ impl Upstream {
 
         match tokio::time::timeout(timeout, self.client.request(req)).await {
             Err(_) => Err(UpstreamError::Timeout(timeout)),
-            Ok(Err(e)) => Err(UpstreamError::Connect(error_chain(&e))),
+            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(error_chain(&e))),
+            Ok(Err(e)) => Err(UpstreamError::Lost(error_chain(&e))),
             Ok(Ok(resp)) => Ok(resp),
         }
     }

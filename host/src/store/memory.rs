@@ -55,6 +55,7 @@ const UNPURGED: Token = Token {
     hard_us: 0,
     any_us: 0,
     nonce: 0,
+    lineage: 0,
 };
 
 pub struct MemoryStore {
@@ -279,10 +280,12 @@ impl Storage for MemoryStore {
         let mut state = self.write_tags();
         let mut affected = 0;
         for tag in tags {
-            let previous = state.tokens.get(tag).copied();
+            // Here a tag without a token was never purged (tokens are never dropped), so
+            // its entries recorded `UNPURGED`: purge that, keeping its lineage.
+            let previous = state.tokens.get(tag).copied().unwrap_or(UNPURGED);
             state
                 .tokens
-                .insert(*tag, Token::purged(previous, now, soft));
+                .insert(*tag, Token::purged(Some(previous), now, soft));
             affected += state.stored_since_purge.remove(tag).unwrap_or(0);
         }
         Ok(affected)
@@ -299,6 +302,8 @@ impl Storage for MemoryStore {
             )),
             memory_tier: None,
             errors: 0,
+            pending_purges: 0,
+            pending_overflow: false,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod entry;
 pub mod key;
 pub mod memory;
+pub mod pending;
 pub mod redis;
 pub mod tags;
 pub mod tiered;
@@ -70,6 +71,17 @@ pub enum StoreError {
     /// A Redis URL or cluster list that cannot be used (caught by the config check first).
     #[error("redis config: {0}")]
     Config(String),
+    /// A purge Redis did not acknowledge: kept pending, applied as soon as Redis answers
+    /// (see [`pending`]); until then nothing is served from Redis.
+    #[error("purge kept pending until redis answers ({0})")]
+    PurgePending(Box<StoreError>),
+}
+
+impl StoreError {
+    /// Whether this is a purge kept pending (it will be applied) rather than lost.
+    pub fn is_pending(&self) -> bool {
+        matches!(self, StoreError::PurgePending(_))
+    }
 }
 
 /// Health as shown by `GET /health`.
@@ -83,6 +95,23 @@ pub struct StoreHealth {
     pub memory_tier: Option<TierHealth>,
     /// Failed store operations since start.
     pub errors: u64,
+    /// Tags of purges Redis has not acknowledged yet; while any is pending, nothing is served
+    /// from Redis.
+    pub pending_purges: usize,
+    /// The pending set overflowed: nothing is served from the cache until Redis answers and
+    /// every entry is dropped.
+    pub pending_overflow: bool,
+}
+
+impl StoreHealth {
+    /// Whether purges may currently be missed or delayed: Redis down, purges pending, or a
+    /// memory tier that cannot hear other instances' purges.
+    pub fn degraded(&self) -> bool {
+        !self.up
+            || self.pending_purges > 0
+            || self.pending_overflow
+            || self.memory_tier.as_ref().is_some_and(|t| !t.hearing)
+    }
 }
 
 /// The memory tier's state, in `/health`.
@@ -94,6 +123,15 @@ pub struct TierHealth {
     /// Whether the invalidation subscription is up (while it is down, other instances' purges
     /// do not reach this tier; it is emptied when the subscription comes back).
     pub subscribed: bool,
+    /// Whether the subscription was verified (a heartbeat answered on it) within
+    /// `cache.memory_tier_trust_ms`: only then does the tier answer, unless
+    /// `cache.memory_tier_outage = "serve"`.
+    pub hearing: bool,
+    /// Milliseconds since the subscription was last verified (absent: never).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_ms_ago: Option<u64>,
+    /// Lookups that skipped the tier because it could not hear purges.
+    pub bypassed: u64,
     /// Times the tier was emptied because the subscription (re)connected.
     pub emptied: u64,
 }

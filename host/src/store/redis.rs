@@ -15,6 +15,10 @@
 //! holds). A store costs two: the tags' tokens (creating missing ones), then the entry. A purge
 //! replaces its tags' tokens, then announces itself on `<prefix>invalidations` (pub/sub) for
 //! the instances' memory tiers ([`super::tiered`]).
+//!
+//! Purges are the exception to "an accelerator, never a dependency": the breaker never refuses
+//! one, and one that Redis does not acknowledge is kept pending ([`super::pending`]), retried
+//! in the background, and meanwhile this store answers no lookup.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -28,6 +32,7 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use super::cluster::{self, Conn, NodeAddr, Target, Topology};
 use super::entry::Entry;
 use super::key::{ObjectKey, TagId};
+use super::pending::{Batch, PendingPurges};
 use super::tags::{self, Token};
 use super::{Found, NewEntry, Standing, Storage, StoreError, StoreHealth, StoreOutcome, now_ms};
 use crate::config::RedisConfig;
@@ -40,16 +45,23 @@ const BREAKER_OPEN_MS: u64 = 1_000;
 /// Extra life of a tag token beyond the entries that reference it.
 const TOKEN_MARGIN_SECS: u64 = 60;
 
-/// Replaces a tag's token atomically (a soft purge keeps the time of the last hard purge), and
-/// takes the count of entries stored with the tag since its previous purge.
+/// Replaces a tag's token atomically, and takes the count of entries stored with the tag since
+/// its previous purge. A soft purge keeps the time of the last hard purge, and every purge keeps
+/// the token's lineage ([`tags`]); a token that is missing or unreadable (evicted, or written by
+/// an older version) is replaced as by a hard purge, with a new lineage, so a soft purge never
+/// brings back what a hard purge or the token's loss invalidated.
+/// ARGV: now_us, soft ('1'/'0'), nonce, marker TTL, a fresh lineage.
 const PURGE_SCRIPT: &str = r#"
-local hard = ARGV[1]
-if ARGV[2] == '1' then
-  hard = '0'
-  local old = redis.call('GET', KEYS[1])
-  if old then hard = string.match(old, '^(%d+)%.') or '0' end
+local hard, lineage = ARGV[1], ARGV[5]
+local old = redis.call('GET', KEYS[1])
+if old then
+  local h, l = string.match(old, '^(%d+)%.%d+%.%x+%.(%x+)$')
+  if l then
+    lineage = l
+    if ARGV[2] == '1' then hard = h end
+  end
 end
-redis.call('SET', KEYS[1], hard .. '.' .. ARGV[1] .. '.' .. ARGV[3], 'EX', ARGV[4])
+redis.call('SET', KEYS[1], hard .. '.' .. ARGV[1] .. '.' .. ARGV[3] .. '.' .. lineage, 'EX', ARGV[4])
 return tonumber(redis.call('GETDEL', KEYS[2]) or '0')
 "#;
 
@@ -109,48 +121,48 @@ pub struct RedisStore {
 }
 
 /// An invalidation as announced on the `<prefix>invalidations` channel, for every instance's
-/// in-process state (the memory tier): `<instance>:<h|s>:<tag>,<tag>...` (tags in hex).
+/// in-process state (the memory tier): `<instance>:<h|s>:<tag>,<tag>...` (tags in hex), or
+/// `<instance>:f:` when every entry was dropped (a pending set that overflowed).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Announcement {
     pub instance: u64,
     pub soft: bool,
     pub tags: Vec<TagId>,
+    /// Every entry is gone: drop everything.
+    pub flush: bool,
 }
 
 impl Announcement {
     pub fn encode(&self) -> String {
         let tags: Vec<String> = self.tags.iter().map(|t| t.to_string()).collect();
-        let kind = if self.soft { "s" } else { "h" };
+        let kind = match (self.flush, self.soft) {
+            (true, _) => "f",
+            (false, true) => "s",
+            (false, false) => "h",
+        };
         format!("{:x}:{kind}:{}", self.instance, tags.join(","))
     }
 
     pub fn decode(text: &str) -> Option<Self> {
         let mut parts = text.splitn(3, ':');
         let instance = u64::from_str_radix(parts.next()?, 16).ok()?;
-        let soft = match parts.next()? {
-            "s" => true,
-            "h" => false,
+        let (soft, flush) = match parts.next()? {
+            "s" => (true, false),
+            "h" => (false, false),
+            "f" => (false, true),
             _ => return None,
         };
         let tags = parts
             .next()?
             .split(',')
             .filter(|t| !t.is_empty())
-            .map(|hex| {
-                let mut id = [0u8; 16];
-                if hex.len() != 32 {
-                    return None;
-                }
-                for (i, byte) in id.iter_mut().enumerate() {
-                    *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-                }
-                Some(super::key::Digest(id))
-            })
+            .map(super::pending::parse_digest)
             .collect::<Option<Vec<_>>>()?;
         Some(Self {
             instance,
             soft,
             tags,
+            flush,
         })
     }
 }
@@ -172,6 +184,8 @@ struct Shared {
     errors: AtomicU64,
     /// How a proxy worker makes its own connection (a single Redis only): see [`LOCAL`].
     local: Option<(redis::Client, redis::aio::ConnectionManagerConfig)>,
+    /// Purges Redis has not acknowledged yet; while any is, lookups are refused.
+    pending: Arc<PendingPurges>,
 }
 
 thread_local! {
@@ -224,7 +238,16 @@ const LOG_INTERVAL_MS: u64 = 60_000;
 
 impl RedisStore {
     /// Creates the store and starts connecting in the background; never fails and never waits.
+    /// Purges Redis does not take are kept pending in memory only (the gateway uses
+    /// [`RedisStore::start_with`] and a journal).
     pub fn start(config: &RedisConfig) -> Result<Self, StoreError> {
+        let pending = PendingPurges::open(None, crate::config::defaults::MAX_PENDING_PURGES);
+        Self::start_with(config, pending)
+    }
+
+    /// [`RedisStore::start`], with `pending` holding the purges an earlier run left unapplied
+    /// (see [`super::pending`]).
+    pub fn start_with(config: &RedisConfig, pending: PendingPurges) -> Result<Self, StoreError> {
         let target = config.target().map_err(StoreError::Config)?;
         // `rediss://` speaks rustls with ring; make it the process's provider unless one is
         // installed already (then that one serves).
@@ -248,6 +271,7 @@ impl RedisStore {
             local: single
                 .clone()
                 .map(|client| (client, manager_config.clone())),
+            pending: Arc::new(pending),
         });
         let count = config.connections.max(1);
         tracing::info!(
@@ -276,13 +300,25 @@ impl RedisStore {
                 tokio::spawn(connect_cluster(weak, client, count));
             }
         }
-        Ok(Self {
+        let instance = rand::random();
+        tokio::spawn(drain_pending(Arc::downgrade(&shared), instance));
+        Ok(Self::view(shared, instance))
+    }
+
+    /// A store over `shared`, as this process's instance `instance`.
+    fn view(shared: Arc<Shared>, instance: u64) -> Self {
+        Self {
             shared,
             purge_script: redis::Script::new(PURGE_SCRIPT),
             lookup_script: redis::Script::new(LOOKUP_SCRIPT),
             tagged_routes: RwLock::new(HashSet::new()),
-            instance: rand::random(),
-        })
+            instance,
+        }
+    }
+
+    /// Purges not yet acknowledged by Redis.
+    pub fn pending(&self) -> &PendingPurges {
+        &self.shared.pending
     }
 
     /// Where the invalidation subscription may connect: the single Redis, or every known
@@ -342,14 +378,20 @@ impl RedisStore {
 
     /// A connection, unless Redis is unconnected or `gate`'s breaker is open.
     fn conn(&self, gate: &Breaker) -> Result<Conn, StoreError> {
+        if !gate.admit() {
+            return Err(StoreError::Unavailable("breaker open after a failure"));
+        }
+        self.conn_unguarded()
+    }
+
+    /// A connection whatever the breaker says: for purges, which the breaker never refuses
+    /// (a purge that fails is kept pending, it costs no request a timeout).
+    fn conn_unguarded(&self) -> Result<Conn, StoreError> {
         let conns = self
             .shared
             .conns
             .get()
             .ok_or(StoreError::Unavailable("not connected"))?;
-        if !gate.admit() {
-            return Err(StoreError::Unavailable("breaker open after a failure"));
-        }
         Ok(self.local_conn().unwrap_or_else(|| self.shared.pick(conns)))
     }
 
@@ -601,7 +643,7 @@ impl RedisStore {
         let channel = self.channel();
         if !self.cluster() {
             let gate = Gate::Shared(&self.shared.breaker);
-            let mut conn = self.conn(&gate)?;
+            let mut conn = self.conn_unguarded()?;
             let _: i64 = self
                 .guarded(
                     &gate,
@@ -616,7 +658,7 @@ impl RedisStore {
         let nodes = self.shared.topology.load().nodes.clone();
         let mut last = StoreError::Unavailable("no cluster node to publish on");
         for node in nodes {
-            let Ok(Conn::Cluster(mut conn)) = self.conn(&node.breaker) else {
+            let Ok(Conn::Cluster(mut conn)) = self.conn_unguarded() else {
                 continue;
             };
             let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
@@ -637,6 +679,172 @@ impl RedisStore {
             }
         }
         Err(last)
+    }
+
+    /// Replaces `tags`' tokens and announces it; Ok only when Redis took both. The breaker is
+    /// not asked: a purge is never skipped.
+    async fn purge_acknowledged(
+        &self,
+        tags: &[TagId],
+        soft: bool,
+        now: u64,
+    ) -> Result<u64, StoreError> {
+        let mut affected = 0u64;
+        for tag in tags {
+            // The token and the counter: one slot (a hash tag) in a cluster.
+            let tag_key = self.tag_key(tag);
+            let gate = self.gate(&tag_key);
+            let mut conn = self.conn_unguarded()?;
+            let mut invocation = self.purge_script.key(tag_key);
+            invocation
+                .key(self.count_key(tag))
+                .arg(now)
+                .arg(if soft { "1" } else { "0" })
+                .arg(format!("{:x}", rand::random::<u64>()))
+                .arg(PURGE_MARKER_TTL_SECS)
+                .arg(format!("{:x}", rand::random::<u64>()));
+            let n: i64 = self
+                .guarded(&gate, invocation.invoke_async(&mut conn))
+                .await?;
+            affected += n.max(0) as u64;
+        }
+        // Tell every instance, for its in-process state. The purge above is what makes the
+        // entries invalid in Redis; an announcement that Redis did not take keeps the purge
+        // pending, so it is made and announced again.
+        let announcement = Announcement {
+            instance: self.instance,
+            soft,
+            tags: tags.to_vec(),
+            flush: false,
+        };
+        self.publish(announcement.encode()).await?;
+        Ok(affected)
+    }
+
+    /// Applies what is pending, oldest state first; Ok when all of it was acknowledged.
+    async fn drain_once(&self) -> Result<(), StoreError> {
+        let batch = self.shared.pending.batch();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if batch.flush {
+            self.flush().await?;
+        }
+        for (soft, list) in [(false, &batch.hard), (true, &batch.soft)] {
+            if !list.is_empty() {
+                let tags: Vec<TagId> = list.iter().map(|(tag, _)| *tag).collect();
+                self.purge_acknowledged(&tags, soft, tags::now_us()).await?;
+            }
+        }
+        self.shared.pending.applied(&batch).await;
+        log_drained(&batch);
+        Ok(())
+    }
+
+    /// Drops every entry under the prefix on every master, and tells every instance to drop
+    /// its memory tier: what a pending set that overflowed owes.
+    async fn flush(&self) -> Result<(), StoreError> {
+        let pattern = format!("{}obj:*", self.shared.prefix);
+        let mut dropped = 0u64;
+        let nodes: Vec<Option<Arc<Node>>> = if self.cluster() {
+            self.shared
+                .topology
+                .load()
+                .nodes
+                .iter()
+                .cloned()
+                .map(Some)
+                .collect()
+        } else {
+            vec![None]
+        };
+        for node in nodes {
+            let mut cursor = 0u64;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let mut conn = self.conn_unguarded()?;
+                let breaker = node.as_ref().map_or(&self.shared.breaker, |n| &n.breaker);
+                let (next, keys): (u64, Vec<String>) = match (&node, &mut conn) {
+                    (Some(n), Conn::Cluster(c)) => {
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: n.addr.host.clone(),
+                            port: n.addr.port,
+                        });
+                        let value = self
+                            .guarded(breaker, c.route_command(scan, routing))
+                            .await?;
+                        redis::from_redis_value(value)
+                            .map_err(|_| StoreError::Unavailable("SCAN answered unreadably"))?
+                    }
+                    _ => self.guarded(breaker, scan.query_async(&mut conn)).await?,
+                };
+                for key in &keys {
+                    // One key a command: on a cluster they live in different slots.
+                    let _: i64 = self
+                        .guarded(
+                            breaker,
+                            redis::cmd("UNLINK").arg(key).query_async(&mut conn),
+                        )
+                        .await?;
+                }
+                dropped += keys.len() as u64;
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        let announcement = Announcement {
+            instance: self.instance,
+            soft: false,
+            tags: Vec::new(),
+            flush: true,
+        };
+        self.publish(announcement.encode()).await?;
+        tracing::warn!(
+            dropped,
+            "every cached entry dropped: the pending purges had overflowed"
+        );
+        Ok(())
+    }
+}
+
+fn log_drained(batch: &Batch) {
+    tracing::info!(
+        hard = batch.hard.len(),
+        soft = batch.soft.len(),
+        flush = batch.flush,
+        "pending purges applied; serving from redis again"
+    );
+}
+
+/// Applies pending purges as soon as Redis answers: tried again every 25 ms at first, backing
+/// off to every 250 ms, so that after an outage they land within a quarter of a second (plus a
+/// timeout) of Redis answering.
+async fn drain_pending(weak: Weak<Shared>, instance: u64) {
+    let mut delay = Duration::from_millis(25);
+    loop {
+        let Some(shared) = weak.upgrade() else { return };
+        if !shared.pending.any() {
+            delay = Duration::from_millis(25);
+            let pending = shared.pending.clone();
+            drop(shared);
+            // Woken by a new pending purge; the timeout lets the task end with its store.
+            let _ = tokio::time::timeout(Duration::from_secs(1), pending.added.notified()).await;
+            continue;
+        }
+        let store = RedisStore::view(shared, instance);
+        if let Err(e) = store.drain_once().await {
+            tracing::debug!(error = %e, "pending purges not applied yet");
+            drop(store);
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(250));
+        }
     }
 }
 
@@ -910,6 +1118,10 @@ impl Breaker {
 
 impl Storage for RedisStore {
     async fn lookup(&self, key: &ObjectKey) -> Result<Option<Found>, StoreError> {
+        if self.shared.pending.any() {
+            // Entries a pending purge invalidates are still valid in Redis: serve none.
+            return Err(StoreError::Unavailable("purges pending"));
+        }
         let obj_key = self.obj_key(key);
         let fetched = self.get_with_tokens(&obj_key, key).await?;
         let Some(value) = fetched.value else {
@@ -1007,36 +1219,18 @@ impl Storage for RedisStore {
         Ok(StoreOutcome::Stored)
     }
 
+    /// Applied and announced, or kept pending ([`StoreError::PurgePending`]) to be applied as
+    /// soon as Redis answers.
     async fn purge(&self, tags: &[TagId], soft: bool) -> Result<u64, StoreError> {
         let now = tags::now_us();
-        let mut affected = 0u64;
-        for tag in tags {
-            // The token and the counter: one slot (a hash tag) in a cluster.
-            let tag_key = self.tag_key(tag);
-            let gate = self.gate(&tag_key);
-            let mut conn = self.conn(&gate)?;
-            let mut invocation = self.purge_script.key(tag_key);
-            invocation
-                .key(self.count_key(tag))
-                .arg(now)
-                .arg(if soft { "1" } else { "0" })
-                .arg(format!("{:x}", rand::random::<u64>()))
-                .arg(PURGE_MARKER_TTL_SECS);
-            let n: i64 = self
-                .guarded(&gate, invocation.invoke_async(&mut conn))
-                .await?;
-            affected += n.max(0) as u64;
+        match self.purge_acknowledged(tags, soft, now).await {
+            Ok(affected) => Ok(affected),
+            Err(e) => {
+                tracing::warn!(error = %e, tags = tags.len(), soft, "redis did not take a purge; kept pending until it does");
+                self.shared.pending.add(tags, soft, now).await;
+                Err(StoreError::PurgePending(Box::new(e)))
+            }
         }
-        // Tell every instance, for its in-process state. The purge above is what makes the
-        // entries invalid everywhere; a lost announcement only delays an in-process tier,
-        // which drops everything when its subscription reconnects.
-        let announcement = Announcement {
-            instance: self.instance,
-            soft,
-            tags: tags.to_vec(),
-        };
-        self.publish(announcement.encode()).await?;
-        Ok(affected)
     }
 
     fn health(&self) -> StoreHealth {
@@ -1064,6 +1258,8 @@ impl Storage for RedisStore {
             detail,
             memory_tier: None,
             errors: self.shared.errors.load(Ordering::Relaxed),
+            pending_purges: self.shared.pending.len(),
+            pending_overflow: self.shared.pending.overflowed(),
         }
     }
 }
@@ -1095,14 +1291,24 @@ mod tests {
             instance: 0xdead_beef,
             soft: true,
             tags: vec![tag_id("repo:1"), tag_id("all-repos")],
+            flush: false,
         };
         assert_eq!(Announcement::decode(&a.encode()), Some(a));
         let empty = Announcement {
             instance: 1,
             soft: false,
             tags: vec![],
+            flush: false,
         };
         assert_eq!(Announcement::decode(&empty.encode()), Some(empty));
+        let flush = Announcement {
+            instance: 2,
+            soft: false,
+            tags: vec![],
+            flush: true,
+        };
+        assert_eq!(flush.encode(), "2:f:");
+        assert_eq!(Announcement::decode("2:f:"), Some(flush));
         for bad in [
             "",
             "x:h:",

@@ -15,9 +15,14 @@
 //! - **Soft purge.** A token remembers the time of the last hard purge and of the last purge of
 //!   either kind. An entry stored after the last hard purge but before a soft one is *stale*,
 //!   not gone.
+//! - **Soft never undoes hard.** A token also carries a *lineage*, fixed when the token is
+//!   created and kept by every purge. Only an entry that recorded a token of the current lineage
+//!   can be judged soft-purged; a token lost (evicted) and created anew has a new lineage, so
+//!   entries that its loss invalidated stay invalid through any later soft purge. A soft purge
+//!   that finds no token at all counts as a hard one: whatever the lost token guarded is gone.
 //!
-//! Tokens are text (`<hard_us>.<any_us>.<nonce>`) so that an operator can read them with
-//! `redis-cli GET` and a Lua script can update them atomically.
+//! Tokens are text (`<hard_us>.<any_us>.<nonce>.<lineage>`) so that an operator can read them
+//! with `redis-cli GET` and a Lua script can update them atomically.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -30,6 +35,9 @@ pub struct Token {
     pub any_us: u64,
     /// Random, so that a token recreated after eviction never equals an old one.
     pub nonce: u64,
+    /// Random when the token is created, kept by every purge: tells a token that was purged
+    /// from one that was lost and created again.
+    pub lineage: u64,
 }
 
 /// How an entry stands against the current tokens of its tags.
@@ -54,25 +62,32 @@ impl Token {
             hard_us: 0,
             any_us: 0,
             nonce: rand::random(),
+            lineage: rand::random(),
         }
     }
 
-    /// The token after a purge at `now_us`, given the current one.
+    /// The token after a purge at `now_us`, given the current one. With no current token (it
+    /// was lost), even a soft purge is hard: the entries the lost token guarded are already
+    /// invalid, and must stay so.
     pub fn purged(previous: Option<Token>, now_us: u64, soft: bool) -> Self {
-        let hard_us = if soft {
-            previous.map(|t| t.hard_us).unwrap_or(0)
-        } else {
-            now_us
+        let (hard_us, lineage) = match previous {
+            Some(t) if soft => (t.hard_us, t.lineage),
+            Some(t) => (now_us, t.lineage),
+            None => (now_us, rand::random()),
         };
         Self {
             hard_us,
             any_us: now_us,
             nonce: rand::random(),
+            lineage,
         }
     }
 
     pub fn encode(&self) -> String {
-        format!("{}.{}.{:x}", self.hard_us, self.any_us, self.nonce)
+        format!(
+            "{}.{}.{:x}.{:x}",
+            self.hard_us, self.any_us, self.nonce, self.lineage
+        )
     }
 
     pub fn decode(text: &[u8]) -> Option<Self> {
@@ -81,6 +96,7 @@ impl Token {
         let hard_us = it.next()?.parse().ok()?;
         let any_us = it.next()?.parse().ok()?;
         let nonce = u64::from_str_radix(it.next()?, 16).ok()?;
+        let lineage = u64::from_str_radix(it.next()?, 16).ok()?;
         if it.next().is_some() {
             return None;
         }
@@ -88,6 +104,7 @@ impl Token {
             hard_us,
             any_us,
             nonce,
+            lineage,
         })
     }
 }
@@ -113,8 +130,12 @@ pub fn judge(
         match now {
             Some(now) if now == was => {}
             // Changed by a soft purge after the fill started, and no hard purge since: stale.
-            // (A token recreated after eviction has no purge time at all: invalid.)
-            Some(now) if now.hard_us < fill_started_us && now.any_us >= fill_started_us => {
+            // A token of another lineage was lost and created again since: invalid.
+            Some(now)
+                if now.lineage == was.lineage
+                    && now.hard_us < fill_started_us
+                    && now.any_us >= fill_started_us =>
+            {
                 result = Standing::SoftPurged
             }
             _ => return Standing::Invalid,
@@ -150,7 +171,8 @@ mod tests {
         let t = Token::purged(None, 1_700_000_000_000_000, false);
         assert_eq!(Token::decode(t.encode().as_bytes()), Some(t));
         assert_eq!(Token::decode(b"1.2"), None);
-        assert_eq!(Token::decode(b"1.2.3.4"), None);
+        assert_eq!(Token::decode(b"1.2.3"), None);
+        assert_eq!(Token::decode(b"1.2.3.4.5"), None);
         assert_eq!(Token::decode(b"garbage"), None);
     }
 
@@ -185,6 +207,31 @@ mod tests {
         assert_eq!(
             standing(&[t], &[Some(Token::new_unpurged())], 10),
             Standing::Invalid
+        );
+    }
+
+    /// A hard purge, then the token is evicted: a soft purge must not bring the hard-purged
+    /// entry back as stale, whether it finds no token or one created again by a later store.
+    #[test]
+    fn soft_never_undoes_hard_when_the_token_was_lost() {
+        let stored_with = Token::new_unpurged();
+        // The token is gone; the soft purge finds nothing.
+        let soft = Token::purged(None, 20, true);
+        assert_eq!(
+            standing(&[stored_with], &[Some(soft)], 10),
+            Standing::Invalid
+        );
+        // The token was created again by another entry's store, then soft-purged.
+        let recreated = Token::new_unpurged();
+        let soft = Token::purged(Some(recreated), 20, true);
+        assert_eq!(
+            standing(&[stored_with], &[Some(soft)], 10),
+            Standing::Invalid
+        );
+        // ...while an entry of the recreated token is only stale.
+        assert_eq!(
+            standing(&[recreated], &[Some(soft)], 10),
+            Standing::SoftPurged
         );
     }
 

@@ -334,6 +334,26 @@ fn describe(recorder: &PrometheusRecorder) {
         "Bytes held by the memory tier.",
     );
     describe(
+        "larder_memory_tier_hearing",
+        None,
+        "1 while the memory tier's invalidation subscription was verified within cache.memory_tier_trust_ms (only then does the tier answer, unless memory_tier_outage = \"serve\").",
+    );
+    describe(
+        "larder_memory_tier_bypassed_total",
+        None,
+        "Lookups that skipped the memory tier because it could not hear purges.",
+    );
+    describe(
+        "larder_pending_purges",
+        None,
+        "Tags of purges Redis has not acknowledged yet; while above 0, nothing is served from Redis.",
+    );
+    describe(
+        "larder_pending_purges_overflow",
+        None,
+        "1 when the pending purges overflowed cache.max_pending_purges: nothing is served from the cache until Redis answers and every entry is dropped.",
+    );
+    describe(
         "larder_fills_in_flight",
         None,
         "Upstream fills (misses and refreshes) in flight that other requests may wait for.",

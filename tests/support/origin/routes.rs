@@ -236,9 +236,21 @@ async fn analyze(
         .feature_type
         .filter(|feature| !feature.is_empty())
         .unwrap_or_else(|| "complexity".to_owned());
-    let version = shared
-        .reanalyze(id)
-        .ok_or(ApiError::UnknownRepository(id))?;
+    let delay = shared.config.analyze_delay;
+    let version = if delay.is_zero() {
+        shared.reanalyze(id)
+    } else {
+        // A job of its own: it completes even if the caller hangs up.
+        let job = Arc::clone(&shared);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            job.reanalyze(id)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+    .ok_or(ApiError::UnknownRepository(id))?;
     tracing::info!(id, feature_type, version, "repository re-analysed");
     Ok(Json(json!({
         "id": id,

@@ -12,7 +12,7 @@
 //! - [`routes`]: phase 1, matching method and path to a route.
 //! - [`policy`]: phase 2, the plugin host: engine, sandbox, calls, plugin sets.
 //! - [`store`]: phases 3 and 5, lookup and store; Redis and memory implementations, entry
-//!   format, keys, and invalidation tokens.
+//!   format, keys, invalidation tokens, and purges kept pending while Redis does not answer.
 //! - [`proxy`]: the phases in order, stale serving, request coalescing, the upstream client,
 //!   `Cache-Status`, invalidation.
 //! - [`gateway`]: shared state and the per-request snapshot of config, routes and plugins.

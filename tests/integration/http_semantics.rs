@@ -373,7 +373,8 @@ async fn a_client_that_hangs_up_during_an_analyze_does_not_cancel_its_purge() {
 }
 
 /// A write whose answer never came (the upstream timed out after it had the request) may
-/// well have happened: it invalidates as if it had succeeded, and the client gets 504.
+/// well have happened: it invalidates as if it had succeeded, and the client gets 504. When the
+/// backend finishes later, the write is invalidated again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_that_times_out_upstream_invalidates_anyway() {
     let demo = std::fs::read_to_string(larder_tests::plugins::workspace_root().join("larder.toml"))
@@ -417,7 +418,20 @@ async fn a_write_that_times_out_upstream_invalidates_anyway() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // `during` may have cached the old analysis (it was read before the backend finished):
-    // that is the backend's answer at that time, and a new analyze would purge it.
+    // `during` cached the old analysis (read before the backend finished). The upstream
+    // request was followed past the client's timeout: its late answer purges again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = h.get(view).await;
+        if r.json()["analysis_version"] != old {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old analysis stayed cached after the backend finished: {}",
+            r.cache_status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     h.stop().await;
 }

@@ -373,3 +373,183 @@ async fn the_origins_surrogate_keys_tag_entries_for_the_standard_policy() {
     assert!(h.get(other).await.is_hit());
     h.stop().await;
 }
+
+// One resource, one identity: the backend reads `/repositories/01` as repository 1, so every
+// spelling of a repository shares its entries, its tag and its invalidation.
+
+const AI_FEATURES: &str = "/api/v1/repositories/1/ai-features";
+
+/// A demo gateway on a fresh Redis; the server is returned to outlive the test's requests.
+async fn demo_on_redis() -> (RedisServer, Harness) {
+    let redis = RedisServer::start();
+    let h = Harness::demo(StoreKind::Redis(redis.url()), OriginConfig::zero_delay()).await;
+    (redis, h)
+}
+
+fn version(reply: &http::Reply) -> serde_json::Value {
+    reply.json()["analysis_version"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_spelling_of_a_repository_id_shares_one_entry() {
+    let (_redis, h) = demo_on_redis().await;
+    let first = h.get("/api/v1/repositories/01/ai-features").await;
+    assert_eq!(first.status, 200);
+    assert!(!first.is_hit());
+
+    for spelling in ["1", "001"] {
+        let r = h
+            .get(&format!("/api/v1/repositories/{spelling}/ai-features"))
+            .await;
+        assert!(
+            r.is_hit(),
+            "{spelling} is repository 1: {}",
+            r.cache_status()
+        );
+        assert_eq!(r.json()["repository_id"], 1);
+    }
+    assert_eq!(
+        h.origin.total(),
+        1,
+        "one upstream request for three spellings"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyze_through_one_spelling_invalidates_every_spelling() {
+    let (_redis, h) = demo_on_redis().await;
+    let views = [
+        AI_FEATURES,
+        "/api/v1/repositories/001/tech-stack",
+        "/api/v1/repositories/1",
+    ];
+    for p in views {
+        h.get(p).await;
+        assert!(h.get(p).await.is_hit(), "{p} should be cached");
+    }
+    let before = version(&h.get(AI_FEATURES).await);
+
+    let analyze = http::post(&h.url("/api/v1/repositories/01/actions/analyze")).await;
+    assert_eq!(analyze.status, 200, "{}", analyze.text());
+
+    for p in [
+        AI_FEATURES,
+        "/api/v1/repositories/1/tech-stack",
+        "/api/v1/repositories/0001",
+    ] {
+        let r = h.get(p).await;
+        assert!(!r.is_hit(), "{p} must be invalidated: {}", r.cache_status());
+        assert_ne!(version(&r), before, "{p} serves the new analysis");
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_purge_of_the_canonical_tag_reaches_every_spelling() {
+    let (_redis, h) = demo_on_redis().await;
+    for p in [
+        "/api/v1/repositories/01",
+        "/api/v1/repositories/01/ai-features",
+    ] {
+        h.get(p).await;
+        assert!(h.get(p).await.is_hit(), "{p} should be cached");
+    }
+    let purged = h
+        .admin_post("/purge", &serde_json::json!({ "tags": ["repo:1"] }))
+        .await;
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    assert_eq!(purged.json()["entries"], 2, "{}", purged.text());
+    for p in [
+        "/api/v1/repositories/01",
+        "/api/v1/repositories/1/ai-features",
+    ] {
+        assert!(!h.get(p).await.is_hit(), "{p} was purged");
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_repeated_slashes_and_escapes_name_the_same_entry() {
+    let (_redis, h) = demo_on_redis().await;
+    let odd = h.get("/api/v1/repositories//1/./ai-features").await;
+    assert_eq!(odd.status, 200, "{}", odd.text());
+    assert!(!odd.is_hit());
+    // The upstream was sent the normal form: what the cache keyed is what it answered.
+    assert_eq!(h.upstream_gets(AI_FEATURES), 1);
+
+    for spelling in [
+        AI_FEATURES,
+        "/api/v1/repositories/%31/ai-features",
+        "/api/v1/repositories/2/../1/ai-features",
+        "/api/v1/repositories/1/%2e/ai-features",
+    ] {
+        let r = h.get(spelling).await;
+        assert!(r.is_hit(), "{spelling}: {}", r.cache_status());
+    }
+    assert_eq!(h.origin.total(), 1);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_the_backend_refuses_pass_uncached() {
+    let (_redis, h) = demo_on_redis().await;
+    for _ in 0..2 {
+        let r = h.get("/api/v1/repositories/abc/ai-features").await;
+        assert_eq!(r.status, 400, "the backend's answer: {}", r.text());
+        assert!(
+            r.cache_status().contains("fwd=bypass") && r.cache_status().contains("bad-param"),
+            "{}",
+            r.cache_status()
+        );
+    }
+    assert_eq!(
+        h.upstream_gets("/api/v1/repositories/abc/ai-features"),
+        2,
+        "never cached"
+    );
+
+    // `+1` is repository 1 to some parsers, but this backend refuses it: the cache must not
+    // answer it with repository 1's entry.
+    h.get(AI_FEATURES).await;
+    let plus = h.get("/api/v1/repositories/+1/ai-features").await;
+    assert!(!plus.is_hit(), "{}", plus.cache_status());
+    assert_eq!(plus.status, 400, "{}", plus.text());
+    assert!(
+        plus.cache_status().contains("bad-param"),
+        "{}",
+        plus.cache_status()
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_that_climb_above_the_root_or_mangle_escapes_are_refused() {
+    let (_redis, h) = demo_on_redis().await;
+    for (path, detail) in [
+        ("/../../etc/passwd", "path-above-root"),
+        (
+            "/api/v1/repositories/1/../../../../../etc/passwd",
+            "path-above-root",
+        ),
+        ("/api/%2e%2e/%2E%2E/%2e%2e/etc/passwd", "path-above-root"),
+        ("/api/v1/repositories/%zz/ai-features", "path-bad-escape"),
+    ] {
+        let r = h.get(path).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        assert_eq!(r.json()["source"], "larder", "{path}");
+        assert!(
+            r.json()["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{path}: {}",
+            r.text()
+        );
+        assert!(
+            r.cache_status().contains("fwd=bypass")
+                && r.cache_status().contains(&format!("detail=\"{detail}\"")),
+            "{path}: {}",
+            r.cache_status()
+        );
+    }
+    assert_eq!(h.origin.total(), 0, "nothing was forwarded");
+    h.stop().await;
+}

@@ -12,7 +12,8 @@
 //!            │                       └─fails, in the stale-if-error window──► respond stale
 //!            │
 //!            ├─ no route: upstream, untouched
-//!            └─ unsafe method: upstream ─► (2xx/3xx) on-invalidate ─► purge ─► respond
+//!            └─ unsafe method (to any route's path): upstream ─► (2xx/3xx, or outcome
+//!                 unknown) on-invalidate ─► purge ─► respond, in a task of its own
 //! ```
 //!
 //! Failure rules: a plugin failure proxies the request uncached (or answers 502 on a route
@@ -25,6 +26,7 @@ pub mod coalesce;
 pub mod conditional;
 pub mod decisions;
 pub mod invalidate;
+pub mod normalize;
 pub mod range;
 pub mod upstream;
 pub mod vary;
@@ -62,7 +64,11 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Body>) -> Response<Body> {
     let started = Instant::now();
     let snapshot = gw.snapshot();
     let request_id = gw.request_id();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // One spelling per path: what is routed, keyed and forwarded is the normal form.
+    if let Err(e) = normalize::uri(&mut parts.uri) {
+        return normalize::refused(&gw, started, e);
+    }
     let mut cx = Exchange::new(gw, snapshot, request_id, parts);
     let response = cx.run(body).await;
     let elapsed = started.elapsed();
@@ -1008,7 +1014,8 @@ impl Exchange {
             policy.limits,
             policy.req.get().clone(),
         );
-        let task = tokio::spawn(async move {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
             let snapshot = cx.snapshot.clone();
             let policy = PolicyCall {
                 route: &snapshot.routes.routes()[route_index].config,
@@ -1016,16 +1023,18 @@ impl Exchange {
                 limits,
                 req: PolicyRequest::Built(req),
             };
-            let response = cx.write(&policy, body).await;
-            (response, cx.upstream_us.into_inner())
+            cx.write(&policy, body, answer).await;
         });
-        match task.await {
+        match answered.await {
             Ok((response, upstream_us)) => {
                 self.upstream_us.store(upstream_us, Ordering::Relaxed);
                 response
             }
-            Err(e) => {
-                tracing::error!(request_id = self.request_id, error = %e, "a write's task failed");
+            Err(_) => {
+                tracing::error!(
+                    request_id = self.request_id,
+                    "a write's task ended without an answer"
+                );
                 let status = CacheStatus::forward(Forward::Method).detail("internal");
                 error_response(StatusCode::INTERNAL_SERVER_ERROR, &status, "internal error")
             }
@@ -1033,17 +1042,70 @@ impl Exchange {
     }
 
     /// The write itself: upstream, then `on-invalidate` and the purge when the write succeeded
-    /// (2xx, 3xx) or may have.
-    async fn write(&mut self, policy: &PolicyCall<'_>, body: Body) -> Response<Body> {
+    /// (2xx, 3xx) or may have; the response goes to `answer`.
+    ///
+    /// A write the upstream does not answer within the route's timeout is not abandoned: the
+    /// client gets its 504 (after the purge), and the upstream request goes on for up to
+    /// [`WRITE_FOLLOW_UP`]. When it ends, the write is invalidated again, so that reads made
+    /// between the timeout and the backend finishing its work cannot keep the old answer cached.
+    async fn write(
+        &mut self,
+        policy: &PolicyCall<'_>,
+        body: Body,
+        answer: tokio::sync::oneshot::Sender<(Response<Body>, u64)>,
+    ) {
         let route = policy.route;
         let status = CacheStatus::forward(Forward::Method);
         let sent = Instant::now();
-        let upstream = self
-            .gw
-            .upstream
-            .send(&self.parts, body, route.upstream_timeout)
-            .await;
+        let mut call = {
+            let (gw, parts) = (
+                self.gw.clone(),
+                self.detached(self.parts.method.clone()).parts,
+            );
+            let limit = route.upstream_timeout.max(WRITE_FOLLOW_UP);
+            tokio::spawn(async move { gw.upstream.send(&parts, body, limit).await })
+        };
+        let (upstream, follow) = match tokio::time::timeout(route.upstream_timeout, &mut call).await
+        {
+            Ok(Ok(result)) => (result, None),
+            Ok(Err(e)) => (Err(UpstreamError::Lost(e.to_string())), None),
+            Err(_) => (
+                Err(UpstreamError::Timeout(route.upstream_timeout)),
+                Some(call),
+            ),
+        };
         self.upstream_answered(sent);
+        let response = self.written(policy, upstream, status).await;
+        let _ = answer.send((response, self.upstream_us.load(Ordering::Relaxed)));
+        let Some(call) = follow else { return };
+        let late = match call.await {
+            Ok(Ok(r)) => {
+                let status = r.status();
+                (status.is_success() || status.is_redirection())
+                    .then(|| convert::response(status, r.headers(), content_length(r.headers())))
+            }
+            Ok(Err(e)) if e.outcome_unknown() => {
+                Some(convert::response(e.status(), &HeaderMap::new(), None))
+            }
+            _ => None,
+        };
+        if let Some(resp) = late {
+            tracing::info!(
+                request_id = self.request_id,
+                "a write that timed out ended upstream; invalidating again"
+            );
+            self.invalidate(policy, &resp, CacheStatus::forward(Forward::Method))
+                .await;
+        }
+    }
+
+    /// Invalidates for the write's outcome and makes the client's response.
+    async fn written(
+        &self,
+        policy: &PolicyCall<'_>,
+        upstream: Result<hyper::Response<hyper::body::Incoming>, UpstreamError>,
+        status: CacheStatus,
+    ) -> Response<Body> {
         let (rparts, rbody, mut status, upstream_status) = match upstream {
             Ok(r) => {
                 let (mut rparts, rbody) = r.into_parts();
@@ -1186,6 +1248,10 @@ impl Exchange {
         );
     }
 }
+
+/// How long the upstream request of a write that timed out for its client is followed, so
+/// that it is invalidated again when the backend finishes it.
+const WRITE_FOLLOW_UP: Duration = Duration::from_secs(600);
 
 /// Whether requests collapsed onto a fill may be given its response.
 enum Share {

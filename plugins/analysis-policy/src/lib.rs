@@ -6,6 +6,16 @@
 //! insights) the tag `all-repos`, and a successful `POST .../repositories/{id}/actions/analyze`
 //! purges both.
 //!
+//! # One repository, one identity
+//!
+//! The backend reads `{id}` as a number: `/repositories/01`, `/repositories/001` and
+//! `/repositories/1` are all repository 1. Keys and tags therefore use the id's canonical text
+//! (`1`), never the raw one, so an analyze through any spelling purges every spelling, and an
+//! operator's purge of `repo:1` reaches `/repositories/01` too. The id is parsed as the backend
+//! parses it ([`RepoId`]: ASCII digits, leading zeros allowed, no sign, at most `u64::MAX`); an id
+//! it refuses (`abc`, `+1`, `-1`, one too large) is passed uncached, so the backend answers it
+//! (with its 400 or 404) and the cache never gives it an identity the backend does not.
+//!
 //! # Decisions
 //!
 //! | When | Decision |
@@ -13,6 +23,7 @@
 //! | request has `Authorization` or `Cookie` | `pass("credentials")` |
 //! | POST on a `cache_post = true` route (the host offers the body's digest) | lookup `[route name, digest]`, tag: the route name |
 //! | method is not GET or HEAD | `pass("method")` |
+//! | route has an `{id}` param that is not a repository id | `pass("bad-param")` |
 //! | route has an `{id}` param | lookup `["repo", id, view, query]`, tags `["repo:{id}"]` |
 //! | otherwise | lookup `[route name, query]`, tags `["all-repos"]` |
 //! | response sets a cookie | `no-store("set-cookie")` |
@@ -21,9 +32,19 @@
 //! | status 404 | store for `not_found_ttl` (0: `no-store("status")`) |
 //! | any other status | `no-store("status")` |
 //! | analyze (unsafe request with `{id}`) succeeded | purge tags `repo:{id}` and `all-repos` |
+//! | unsafe request with an `{id}` that is not a repository id succeeded | log a warning; purge `repo:{n}` if common integer parsers read the id as `n` (`+1`), and `all-repos` |
 //!
-//! `view` is the route setting `view`, or the route's name; `query` is the raw query string
-//! (or `""`).
+//! `id` is the canonical repository id (`1` for `01`); `view` is the route setting `view`, or
+//! the route's name; `query` is the raw query string (or `""`).
+//!
+//! The last row cannot happen with today's backend (it answers an id it cannot parse with 400,
+//! one too large with 404, and only a 2xx or 3xx write is invalidated). If it does, the backend
+//! accepted a spelling this policy does not serve, and wrote some repository. A purge is
+//! harmless where a lookup is not, so the policy reads the id more leniently there than when
+//! serving: the repository any common parser would name is purged. An id nothing reads as a
+//! number purges only the aggregates: reaching every repository's entries would need a tag on
+//! each of them that every hit checks (one hot token, on one Redis Cluster master), a price
+//! every request would pay for a write the backend refuses today.
 //!
 //! # Settings (`[route.settings]`)
 //!
@@ -40,8 +61,8 @@
 //! A setting that does not parse falls back to its default with a warning in the log.
 
 use larder_sdk::{
-    CacheKey, Invalidation, Policy, Request, RequestDecision, Response, ResponseDecision,
-    StoreDirective,
+    BadParam, CacheKey, Digits, FromParam, Invalidation, Policy, Request, RequestDecision,
+    Response, ResponseDecision, StoreDirective,
 };
 
 /// The Source Code Analysis Tool policy.
@@ -50,13 +71,23 @@ pub struct AnalysisPolicy;
 /// Tag on every aggregate over all repositories (the list, insights).
 const ALL_REPOS: &str = "all-repos";
 
+/// A repository id as the backend parses it: ASCII digits with leading zeros, no sign (`+1` is
+/// a 400 there), within `u64`. Its `Display` is the canonical text used in keys and tags.
+pub type RepoId = Digits<u64>;
+
 mod defaults {
     pub const TTL: u32 = 1800;
     pub const NOT_FOUND_TTL: u32 = 60;
 }
 
-fn repo_tag(id: &str) -> String {
+fn repo_tag(id: u64) -> String {
     format!("repo:{id}")
+}
+
+/// The repository of the request: `Ok(None)` on a route without `{id}` (the aggregates,
+/// embeddings), `Err` for an id the backend does not accept.
+fn repository(req: &Request) -> Result<Option<RepoId>, BadParam> {
+    req.param_as::<RepoId>("id")
 }
 
 impl Policy for AnalysisPolicy {
@@ -76,13 +107,16 @@ impl Policy for AnalysisPolicy {
             };
         }
         let query = req.query_or_empty();
-        let key = match req.param("id") {
-            // The repository id is always in the key: two repositories never share an entry.
-            Some(id) => {
+        let key = match repository(req) {
+            // The repository id is always in the key, in its canonical form: two repositories
+            // never share an entry, and two spellings of one repository always do.
+            Ok(Some(id)) => {
                 let view = req.setting("view").unwrap_or(&req.route_name);
-                CacheKey::new(["repo", id, view, query])
+                CacheKey::new(["repo", &id.to_string(), view, query])
             }
-            None => CacheKey::new([req.route_name.as_str(), query]),
+            Ok(None) => CacheKey::new([req.route_name.as_str(), query]),
+            // Not an id the backend accepts: it answers with an error, which is not cached.
+            Err(bad) => return bad.into(),
         };
         let vary = req
             .setting("vary")
@@ -119,32 +153,51 @@ impl Policy for AnalysisPolicy {
             let reason = if resp.status == 404 { "status" } else { "ttl" };
             return ResponseDecision::no_store(reason);
         }
-        let tag = match req.param("id") {
-            Some(id) => repo_tag(id),
+        let tags = match repository(req) {
+            Ok(Some(Digits(id))) => vec![repo_tag(id)],
             // A body-keyed POST (embeddings) depends on no repository: tagged by its route.
-            None if req.method == "POST" => req.route_name.clone(),
-            None => ALL_REPOS.to_owned(),
+            Ok(None) if req.method == "POST" => vec![req.route_name.clone()],
+            Ok(None) => vec![ALL_REPOS.to_owned()],
+            // `on_request` passed it, so this is not called for it; never store one anyway.
+            Err(_) => return ResponseDecision::no_store(BadParam::REASON),
         };
         ResponseDecision::store(
             StoreDirective::ttl(ttl)
                 .stale_while_revalidate(req.setting_or("stale_while_revalidate", 0))
                 .stale_if_error(req.setting_or("stale_if_error", 0))
-                .tag(tag),
+                .tags(tags),
         )
     }
 
     fn on_invalidate(req: &Request, _resp: &Response) -> Vec<Invalidation> {
         // Only writes to one repository (analyze) change cached answers; anything else
         // (embeddings) touches nothing cached.
-        let Some(id) = req.param("id") else {
-            return Vec::new();
+        let repo = match repository(req) {
+            Ok(Some(Digits(id))) => Some(id),
+            Ok(None) => return Vec::new(),
+            // The backend took a write for an id this policy does not serve: it reads ids more
+            // leniently than we thought. Purging more than needed is harmless, so read the id
+            // as leniently as common parsers do (`+1`, surrounding spaces) and purge that
+            // repository.
+            Err(bad) => {
+                let lenient = u64::from_param(bad.value.trim()).ok();
+                larder_sdk::warn(&format!(
+                    "{bad}, but the backend accepted the write; purging {}",
+                    match lenient {
+                        Some(id) => format!("repo:{id} and {ALL_REPOS}"),
+                        None => format!("only {ALL_REPOS}"),
+                    }
+                ));
+                lenient
+            }
         };
         let soft = req.setting_or("soft_purge", false);
         // The aggregates (list, insights) are computed over every repository, so they go too.
-        vec![
-            Invalidation::tag(repo_tag(id)).soft_if(soft),
-            Invalidation::tag(ALL_REPOS).soft_if(soft),
-        ]
+        repo.map(repo_tag)
+            .into_iter()
+            .chain([ALL_REPOS.to_owned()])
+            .map(|tag| Invalidation::tag(tag).soft_if(soft))
+            .collect()
     }
 }
 
@@ -339,5 +392,101 @@ mod tests {
         let embeddings = Request::new("POST", "/api/v1/embeddings")
             .with_route("embeddings", "/api/v1/embeddings");
         assert!(AnalysisPolicy::on_invalidate(&embeddings, &Response::new(200)).is_empty());
+    }
+
+    #[test]
+    fn every_spelling_of_a_repository_id_has_one_key_and_one_tag() {
+        let expected_key = RequestDecision::lookup(CacheKey::new(["repo", "1", "ai-features", ""]));
+        let expected_store = ResponseDecision::store(StoreDirective::ttl(1800).tag("repo:1"));
+        for id in ["1", "01", "0001"] {
+            assert_eq!(
+                AnalysisPolicy::on_request(&ai_features(id)),
+                expected_key,
+                "{id}"
+            );
+            assert_eq!(
+                AnalysisPolicy::on_response(&ai_features(id), &Response::new(200)),
+                expected_store,
+                "{id}"
+            );
+            assert_eq!(
+                AnalysisPolicy::on_invalidate(&analyze(id), &Response::new(200)),
+                [Invalidation::tag("repo:1"), Invalidation::tag("all-repos")],
+                "{id}"
+            );
+        }
+        assert_eq!(
+            AnalysisPolicy::on_request(&ai_features("0")),
+            RequestDecision::lookup(CacheKey::new(["repo", "0", "ai-features", ""]))
+        );
+        assert_eq!(
+            AnalysisPolicy::on_request(&ai_features("18446744073709551615")),
+            RequestDecision::lookup(CacheKey::new([
+                "repo",
+                "18446744073709551615",
+                "ai-features",
+                ""
+            ]))
+        );
+    }
+
+    #[test]
+    fn ids_the_backend_refuses_pass_uncached() {
+        // `+1` is a spelling of 1 to some parsers, but this backend answers it with 400: serving
+        // repository 1's cached answer for it would contradict the backend.
+        for id in [
+            "abc",
+            "1a",
+            "+1",
+            "-1",
+            "",
+            " 1",
+            "1.0",
+            "18446744073709551616",
+        ] {
+            assert_eq!(
+                AnalysisPolicy::on_request(&ai_features(id)),
+                RequestDecision::pass("bad-param"),
+                "{id:?}"
+            );
+            assert_eq!(
+                AnalysisPolicy::on_response(&ai_features(id), &Response::new(200)),
+                ResponseDecision::no_store("bad-param"),
+                "{id:?}"
+            );
+        }
+        // Credentials are checked first: the reason names the more important rule.
+        assert_eq!(
+            AnalysisPolicy::on_request(&ai_features("abc").with_header("cookie", "s=1")),
+            RequestDecision::pass("credentials")
+        );
+    }
+
+    #[test]
+    fn a_successful_write_to_an_id_the_policy_does_not_serve_purges_what_it_can_read() {
+        // Leniently read as a number: that repository, and the aggregates.
+        for id in ["+1", "+01", " 1"] {
+            assert_eq!(
+                AnalysisPolicy::on_invalidate(&analyze(id), &Response::new(200)),
+                [Invalidation::tag("repo:1"), Invalidation::tag("all-repos")],
+                "{id:?}"
+            );
+        }
+        // Not a number at all: the aggregates only.
+        for id in ["abc", "-1", "99999999999999999999"] {
+            assert_eq!(
+                AnalysisPolicy::on_invalidate(&analyze(id), &Response::new(200)),
+                [Invalidation::tag("all-repos")],
+                "{id:?}"
+            );
+        }
+        let soft = analyze("+1").with_setting("soft_purge", "true");
+        assert_eq!(
+            AnalysisPolicy::on_invalidate(&soft, &Response::new(200)),
+            [
+                Invalidation::tag("repo:1").soft(),
+                Invalidation::tag("all-repos").soft()
+            ]
+        );
     }
 }

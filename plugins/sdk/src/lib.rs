@@ -46,9 +46,20 @@
 //! request: the host logs it, counts it and proxies the request uncached (unless the route is
 //! configured to fail closed). A policy should still prefer `pass` with a reason over a panic.
 //!
+//! # Canonical parameters
+//!
+//! Put a path parameter into keys and tags in its canonical form, not as the client spelled
+//! it: a backend that reads `{id}` as a number serves `/items/01` as item 1, and a key or tag
+//! built from the raw text would give that item two cache identities (a purge of `item:1`
+//! would miss `/items/01`). [`Request::param_as`] parses a parameter into a [`FromParam`]
+//! type (the integers, [`Digits`], or your own), [`Request::param_canonical`] gives its
+//! canonical text, and a value that does not parse converts into
+//! `RequestDecision::pass("bad-param")`; see [`params`].
+//!
 //! # Layout
 //!
 //! - `types`: helper methods and constructors on the WIT types re-exported at the crate root.
+//! - [`params`]: typed path parameters ([`FromParam`], [`BadParam`]) and their canonical text.
 //! - [`cache_control`]: parsing of `Cache-Control`, `Age` and HTTP dates.
 //! - [`freshness`]: the shared-cache rules of RFC 9111 behind [`follow_origin`].
 
@@ -58,6 +69,7 @@ mod types;
 
 pub mod cache_control;
 pub mod freshness;
+pub mod params;
 
 /// The bindings generated from `wit/` by `wit-bindgen`. Use the re-exports at the crate root
 /// instead; this module is public only because [`export_policy!`] expands to paths inside it.
@@ -83,6 +95,7 @@ pub use bindings::larder::policy::types::{
     RequestDecision, Response, ResponseDecision, StoreDirective,
 };
 pub use freshness::follow_origin;
+pub use params::{BadParam, Digits, FromParam, ParamError};
 
 /// A cache policy. Implement it on a unit struct and register the struct with
 /// [`export_policy!`].

@@ -140,7 +140,11 @@ impl Request {
     }
 
     /// The value of the path parameter `name` captured by the route pattern (`{id}`),
-    /// percent-decoded by the host.
+    /// percent-decoded by the host, as the client spelled it.
+    ///
+    /// For an identifier that goes into keys or tags, prefer [`Request::param_as`] or
+    /// [`Request::param_canonical`]: `01` and `1` are different texts but, to a backend that
+    /// reads a number, the same resource.
     ///
     /// ```
     /// use larder_sdk::{CacheKey, Request, RequestDecision};

@@ -150,6 +150,7 @@ impl Gateway {
                 let journal = pending::journal_path(&config.cache.state_dir, &redis.prefix);
                 let pending = PendingPurges::open(Some(journal), config.cache.max_pending_purges);
                 let l2 = RedisStore::start_with(redis, pending)?;
+                l2.set_ack_wait(config.cache.memory_tier_trust);
                 match config.cache.memory_tier_bytes {
                     0 => {
                         tracing::info!(url = %redact(&redis.url), prefix = %redis.prefix, "store: redis");

@@ -8,6 +8,8 @@
 //! - [`redis_cluster`]: a real 3-master Redis Cluster, built with `redis-cli --cluster create`.
 //! - [`plugins`]: the real plugin components, built for `wasm32-wasip2` once per process.
 //! - [`gateway`]: a gateway under test, with its origin and plugin directory.
+//! - [`process`]: a gateway as an OS process of the built `larder` binary (for fault tests that
+//!   kill or pause it, or that need two).
 //! - [`http`]: a small client that reads replies whole.
 //! - [`webdriver`]: a minimal WebDriver client, for the dashboard's browser test.
 
@@ -15,6 +17,7 @@ pub mod gateway;
 pub mod http;
 pub mod origin;
 pub mod plugins;
+pub mod process;
 pub mod redis_cluster;
 pub mod redis_server;
 pub mod webdriver;

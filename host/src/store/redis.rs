@@ -121,8 +121,10 @@ pub struct RedisStore {
 }
 
 /// An invalidation as announced on the `<prefix>invalidations` channel, for every instance's
-/// in-process state (the memory tier): `<instance>:<h|s>:<tag>,<tag>...` (tags in hex), or
-/// `<instance>:f:` when every entry was dropped (a pending set that overflowed).
+/// in-process state (the memory tier): `<instance>:<h|s>:<tag>,<tag>...:<ack>` (tags and the
+/// ack id in hex), or `<instance>:f::<ack>` when every entry was dropped (a pending set that
+/// overflowed). Every subscriber that applied it counts itself on `<prefix>ack:<ack>`, so the
+/// announcer knows when every tier has it ([`RedisStore::await_acks`]).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Announcement {
     pub instance: u64,
@@ -130,6 +132,8 @@ pub struct Announcement {
     pub tags: Vec<TagId>,
     /// Every entry is gone: drop everything.
     pub flush: bool,
+    /// Where subscribers acknowledge it (0: no acknowledgement asked).
+    pub ack: u64,
 }
 
 impl Announcement {
@@ -140,11 +144,16 @@ impl Announcement {
             (false, true) => "s",
             (false, false) => "h",
         };
-        format!("{:x}:{kind}:{}", self.instance, tags.join(","))
+        format!(
+            "{:x}:{kind}:{}:{:x}",
+            self.instance,
+            tags.join(","),
+            self.ack
+        )
     }
 
     pub fn decode(text: &str) -> Option<Self> {
-        let mut parts = text.splitn(3, ':');
+        let mut parts = text.splitn(4, ':');
         let instance = u64::from_str_radix(parts.next()?, 16).ok()?;
         let (soft, flush) = match parts.next()? {
             "s" => (true, false),
@@ -158,11 +167,16 @@ impl Announcement {
             .filter(|t| !t.is_empty())
             .map(super::pending::parse_digest)
             .collect::<Option<Vec<_>>>()?;
+        let ack = match parts.next() {
+            Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+            None => 0,
+        };
         Some(Self {
             instance,
             soft,
             tags,
             flush,
+            ack,
         })
     }
 }
@@ -186,6 +200,8 @@ struct Shared {
     local: Option<(redis::Client, redis::aio::ConnectionManagerConfig)>,
     /// Purges Redis has not acknowledged yet; while any is, lookups are refused.
     pending: Arc<PendingPurges>,
+    /// How long a purge waits for the memory tiers' acknowledgements (ms).
+    ack_wait_ms: AtomicU64,
 }
 
 thread_local! {
@@ -272,6 +288,7 @@ impl RedisStore {
                 .clone()
                 .map(|client| (client, manager_config.clone())),
             pending: Arc::new(pending),
+            ack_wait_ms: AtomicU64::new(crate::config::defaults::MEMORY_TIER_TRUST_MS),
         });
         let count = config.connections.max(1);
         tracing::info!(
@@ -639,12 +656,12 @@ impl RedisStore {
 
     /// Announces a purge. On a cluster any node will do (PUBLISH reaches every node's
     /// subscribers), so it goes to the first node whose breaker is closed.
-    async fn publish(&self, message: String) -> Result<(), StoreError> {
+    async fn publish(&self, message: String) -> Result<u64, StoreError> {
         let channel = self.channel();
         if !self.cluster() {
             let gate = Gate::Shared(&self.shared.breaker);
             let mut conn = self.conn_unguarded()?;
-            let _: i64 = self
+            let receivers: i64 = self
                 .guarded(
                     &gate,
                     redis::cmd("PUBLISH")
@@ -653,7 +670,7 @@ impl RedisStore {
                         .query_async(&mut conn),
                 )
                 .await?;
-            return Ok(());
+            return Ok(receivers.max(0) as u64);
         }
         let nodes = self.shared.topology.load().nodes.clone();
         let mut last = StoreError::Unavailable("no cluster node to publish on");
@@ -673,7 +690,10 @@ impl RedisStore {
             {
                 Ok(receivers) => {
                     tracing::debug!(node = %node.addr, ?receivers, "purge announced");
-                    return Ok(());
+                    // A cluster counts only the subscribers of the node it was published on.
+                    return Ok(redis::from_redis_value::<i64>(receivers)
+                        .unwrap_or(0)
+                        .max(0) as u64);
                 }
                 Err(e) => last = e,
             }
@@ -716,9 +736,102 @@ impl RedisStore {
             soft,
             tags: tags.to_vec(),
             flush: false,
+            ack: rand::random::<u64>() | 1,
         };
-        self.publish(announcement.encode()).await?;
+        let receivers = self.publish(announcement.encode()).await?;
+        self.await_acks(announcement.ack, receivers).await;
         Ok(affected)
+    }
+
+    /// Waits until the `receivers` subscribers of announcement `ack` have applied it, at most
+    /// the tiers' trust window ([`RedisStore::set_ack_wait`]). Each memory tier applies an
+    /// announcement, then counts itself on `<prefix>ack:<id>`; normally all have within a
+    /// millisecond. A tier that has not by the end of the window heard nothing on its
+    /// subscription since before the announcement, so it has stopped answering by then
+    /// ([`super::tiered`]). Either way, once this returns, no tier serves what was purged.
+    async fn await_acks(&self, ack: u64, receivers: u64) {
+        let wait = Duration::from_millis(self.shared.ack_wait_ms.load(Ordering::Relaxed));
+        if receivers == 0 || wait.is_zero() {
+            return;
+        }
+        let key = self.ack_key(ack);
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let acked: Option<u64> = match self.conn_unguarded() {
+                Ok(mut conn) => self
+                    .guarded(
+                        &self.shared.breaker,
+                        redis::cmd("GET").arg(&key).query_async(&mut conn),
+                    )
+                    .await
+                    .unwrap_or(None),
+                Err(_) => None,
+            };
+            if acked.unwrap_or(0) >= receivers {
+                return;
+            }
+            if tokio::time::Instant::now() + pause >= deadline {
+                tokio::time::sleep_until(deadline).await;
+                tracing::debug!(
+                    receivers,
+                    acked,
+                    "not every tier acknowledged a purge; waited out their trust window"
+                );
+                return;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
+
+    /// Counts this instance's tier on announcement `ack` (see [`RedisStore::await_acks`]).
+    pub async fn acknowledge(&self, ack: u64) {
+        let key = self.ack_key(ack);
+        let Ok(mut conn) = self.conn_unguarded() else {
+            return;
+        };
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR").arg(&key).ignore();
+        pipe.cmd("EXPIRE").arg(&key).arg(60).ignore();
+        let done: Result<(), _> = self
+            .guarded(&self.shared.breaker, pipe.query_async(&mut conn))
+            .await;
+        if let Err(e) = done {
+            tracing::debug!(error = %e, "could not acknowledge an invalidation");
+        }
+    }
+
+    fn ack_key(&self, ack: u64) -> String {
+        format!("{}ack:{ack:x}", self.shared.prefix)
+    }
+
+    /// How long a purge waits for every memory tier to acknowledge it: the tiers' trust window
+    /// (`cache.memory_tier_trust_ms`), after which a tier that did not has stopped answering.
+    pub fn set_ack_wait(&self, wait: Duration) {
+        self.shared
+            .ack_wait_ms
+            .store(wait.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Replaces tokens this version cannot read with a token purged now (see `store`).
+    async fn replace_unreadable_tokens(&self, tags: &[TagId]) {
+        let token = Token::purged(None, tags::now_us(), false).encode();
+        for tag in tags {
+            let key = self.tag_key(tag);
+            let gate = self.gate(&key);
+            let Ok(mut conn) = self.conn(&gate) else {
+                return;
+            };
+            let mut set = redis::cmd("SET");
+            set.arg(&key)
+                .arg(&token)
+                .arg("EX")
+                .arg(PURGE_MARKER_TTL_SECS);
+            if let Err(e) = self.guarded(&gate, set.query_async::<()>(&mut conn)).await {
+                tracing::debug!(error = %e, "could not replace an unreadable tag token");
+            }
+        }
     }
 
     /// Applies what is pending, oldest state first; Ok when all of it was acknowledged.
@@ -804,8 +917,10 @@ impl RedisStore {
             soft: false,
             tags: Vec::new(),
             flush: true,
+            ack: rand::random::<u64>() | 1,
         };
-        self.publish(announcement.encode()).await?;
+        let receivers = self.publish(announcement.encode()).await?;
+        self.await_acks(announcement.ack, receivers).await;
         tracing::warn!(
             dropped,
             "every cached entry dropped: the pending purges had overflowed"
@@ -989,6 +1104,14 @@ pub struct SubscriptionTargets {
 }
 
 impl SubscriptionTargets {
+    /// Acknowledges announcement `ack` for this instance's tier, in the background.
+    pub fn acknowledge(&self, ack: u64, instance: u64) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move { RedisStore::view(shared, instance).acknowledge(ack).await });
+    }
+
     /// The URLs to try: the single Redis; or a cluster's seeds, then the other masters it
     /// reported (with the seeds' credentials).
     pub fn urls(&self) -> Vec<String> {
@@ -1183,15 +1306,22 @@ impl Storage for RedisStore {
             self.guarded(&obj_gate, pipe.query_async(&mut conn)).await?
         };
         let mut tokens = Vec::with_capacity(fresh.len());
-        for (prev, fresh) in previous.iter().zip(fresh) {
+        let mut unreadable = Vec::new();
+        for ((prev, fresh), tag) in previous.iter().zip(fresh).zip(&new.tags) {
             match prev {
                 None => tokens.push(fresh),
                 Some(bytes) => match Token::decode(bytes) {
                     Some(t) => tokens.push(t),
-                    // A token we cannot read: refuse rather than guess.
-                    None => return Ok(StoreOutcome::PurgedDuringFill),
+                    None => unreadable.push(*tag),
                 },
             }
+        }
+        if !unreadable.is_empty() {
+            // A token we cannot read (written by an older version): refuse this fill rather
+            // than guess, and replace the token as a hard purge now would, so that later fills
+            // are stored and none that started before it is.
+            self.replace_unreadable_tokens(&unreadable).await;
+            return Ok(StoreOutcome::PurgedDuringFill);
         }
         if tags::may_store(&tokens, new.meta.fill_started_us).is_err() {
             return Ok(StoreOutcome::PurgedDuringFill);
@@ -1292,6 +1422,7 @@ mod tests {
             soft: true,
             tags: vec![tag_id("repo:1"), tag_id("all-repos")],
             flush: false,
+            ack: 0xabc,
         };
         assert_eq!(Announcement::decode(&a.encode()), Some(a));
         let empty = Announcement {
@@ -1299,6 +1430,7 @@ mod tests {
             soft: false,
             tags: vec![],
             flush: false,
+            ack: 0,
         };
         assert_eq!(Announcement::decode(&empty.encode()), Some(empty));
         let flush = Announcement {
@@ -1306,9 +1438,12 @@ mod tests {
             soft: false,
             tags: vec![],
             flush: true,
+            ack: 0x10,
         };
-        assert_eq!(flush.encode(), "2:f:");
-        assert_eq!(Announcement::decode("2:f:"), Some(flush));
+        assert_eq!(flush.encode(), "2:f::10");
+        assert_eq!(Announcement::decode("2:f::10"), Some(flush));
+        // Announcements of an earlier version, without an ack id, are still read.
+        assert_eq!(Announcement::decode("2:h:").map(|a| a.ack), Some(0));
         for bad in [
             "",
             "x:h:",

@@ -179,8 +179,10 @@ async fn subscribe(
                 logged_down = false;
                 // Reconnect to the same node first.
                 attempt -= 1;
-                let lost = follow(pubsub, me, &l1, &link, beat).await;
+                let lost = follow(pubsub, me, &targets, &l1, &link, beat).await;
                 link.subscribed.store(false, Ordering::Relaxed);
+                // Known lost: stop trusting the tier now, not at the end of the window.
+                link.verified_at_ms.store(0, Ordering::Relaxed);
                 match lost {
                     None => return,
                     Some(why) => {
@@ -203,6 +205,7 @@ async fn subscribe(
 async fn follow(
     pubsub: redis::aio::PubSub,
     me: u64,
+    targets: &SubscriptionTargets,
     l1: &std::sync::Weak<MemoryStore>,
     link: &Link,
     beat: Duration,
@@ -221,13 +224,20 @@ async fn follow(
                     continue;
                 };
                 tracing::debug!(%text, "invalidation announcement");
-                match Announcement::decode(&text) {
-                    Some(a) if a.instance == me => {}
-                    Some(a) if a.flush => tier.clear(),
-                    Some(a) => {
+                let Some(a) = Announcement::decode(&text) else {
+                    tracing::warn!(%text, "unreadable invalidation announcement");
+                    continue;
+                };
+                // This instance's own purges reached its tier before they were announced.
+                if a.instance != me {
+                    if a.flush {
+                        tier.clear();
+                    } else {
                         let _ = tier.purge(&a.tags, a.soft).await;
                     }
-                    None => tracing::warn!(%text, "unreadable invalidation announcement"),
+                }
+                if a.ack != 0 {
+                    targets.acknowledge(a.ack, me);
                 }
             }
             _ = heartbeat.tick() => {

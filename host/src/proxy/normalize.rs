@@ -142,19 +142,10 @@ fn is_raw(b: u8) -> bool {
     RAW[usize::from(b)]
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// The escape at `bytes[i]` (a `%`): its decoded byte, or an error if it is not `%XX`.
 fn escape(bytes: &[u8], i: usize) -> Result<u8, PathError> {
     match (bytes.get(i + 1).copied(), bytes.get(i + 2).copied()) {
-        (Some(h), Some(l)) => match (hex(h), hex(l)) {
+        (Some(h), Some(l)) => match (crate::routes::hex(h), crate::routes::hex(l)) {
             (Some(h), Some(l)) => Ok(h << 4 | l),
             _ => Err(PathError::BadEscape),
         },

@@ -94,6 +94,10 @@ table.insert(out, 1, v)
 return out
 "#;
 
+/// The first half of the pseudo-tag that carries an announcement's ack id (see
+/// [`Announcement`]).
+const ACK_MARK: &str = "ac4ac4ac4ac4ac4a";
+
 /// What a lookup's first round trip brought back.
 struct Fetched {
     value: Option<Vec<u8>>,
@@ -121,10 +125,13 @@ pub struct RedisStore {
 }
 
 /// An invalidation as announced on the `<prefix>invalidations` channel, for every instance's
-/// in-process state (the memory tier): `<instance>:<h|s>:<tag>,<tag>...:<ack>` (tags and the
-/// ack id in hex), or `<instance>:f::<ack>` when every entry was dropped (a pending set that
-/// overflowed). Every subscriber that applied it counts itself on `<prefix>ack:<ack>`, so the
-/// announcer knows when every tier has it ([`RedisStore::await_acks`]).
+/// in-process state (the memory tier): `<instance>:<h|s>:<tag>,<tag>...` (tags in hex), or
+/// `<instance>:f:` when every entry was dropped (a pending set that overflowed). Every
+/// subscriber that applied it counts itself on `<prefix>ack:<ack>`, so the announcer knows when
+/// every tier has it ([`RedisStore::await_acks`]). The ack id travels as a last pseudo-tag,
+/// [`ACK_MARK`] followed by the id in 16 hex digits: an instance of an earlier version reads it
+/// as one more tag (which no entry carries) and still applies the announcement, so a rolling
+/// upgrade loses no purge.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Announcement {
     pub instance: u64,
@@ -144,16 +151,18 @@ impl Announcement {
             (false, true) => "s",
             (false, false) => "h",
         };
-        format!(
-            "{:x}:{kind}:{}:{:x}",
-            self.instance,
-            tags.join(","),
-            self.ack
-        )
+        let mut tags = tags.join(",");
+        if self.ack != 0 {
+            if !tags.is_empty() {
+                tags.push(',');
+            }
+            tags.push_str(&format!("{ACK_MARK}{:016x}", self.ack));
+        }
+        format!("{:x}:{kind}:{tags}", self.instance)
     }
 
     pub fn decode(text: &str) -> Option<Self> {
-        let mut parts = text.splitn(4, ':');
+        let mut parts = text.splitn(3, ':');
         let instance = u64::from_str_radix(parts.next()?, 16).ok()?;
         let (soft, flush) = match parts.next()? {
             "s" => (true, false),
@@ -161,16 +170,14 @@ impl Announcement {
             "f" => (false, true),
             _ => return None,
         };
-        let tags = parts
-            .next()?
-            .split(',')
-            .filter(|t| !t.is_empty())
-            .map(super::pending::parse_digest)
-            .collect::<Option<Vec<_>>>()?;
-        let ack = match parts.next() {
-            Some(hex) => u64::from_str_radix(hex, 16).ok()?,
-            None => 0,
-        };
+        let mut ack = 0;
+        let mut tags = Vec::new();
+        for field in parts.next()?.split(',').filter(|t| !t.is_empty()) {
+            match field.strip_prefix(ACK_MARK) {
+                Some(id) if field.len() == 32 => ack = u64::from_str_radix(id, 16).ok()?,
+                _ => tags.push(super::pending::parse_digest(field)?),
+            }
+        }
         Some(Self {
             instance,
             soft,
@@ -1415,6 +1422,16 @@ mod tests {
         assert_eq!(value[next..next + 16], entry.tags[1].0.0);
     }
 
+    fn a_with_ack() -> Announcement {
+        Announcement {
+            instance: 7,
+            soft: false,
+            tags: vec![tag_id("repo:1")],
+            flush: false,
+            ack: 0x1234,
+        }
+    }
+
     #[test]
     fn announcements_round_trip_and_refuse_garbage() {
         let a = Announcement {
@@ -1440,10 +1457,19 @@ mod tests {
             flush: true,
             ack: 0x10,
         };
-        assert_eq!(flush.encode(), "2:f::10");
-        assert_eq!(Announcement::decode("2:f::10"), Some(flush));
-        // Announcements of an earlier version, without an ack id, are still read.
+        assert_eq!(flush.encode(), "2:f:ac4ac4ac4ac4ac4a0000000000000010");
+        assert_eq!(Announcement::decode(&flush.encode()), Some(flush));
+        // Announcements of an earlier version, without an ack id, are still read...
         assert_eq!(Announcement::decode("2:h:").map(|a| a.ack), Some(0));
+        // ...and an earlier version reads ours as tags: every field after the kind is 32 hex
+        // digits.
+        let ours = a_with_ack().encode();
+        let fields = ours.splitn(3, ':').nth(2).unwrap();
+        assert!(
+            fields
+                .split(',')
+                .all(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        );
         for bad in [
             "",
             "x:h:",

@@ -104,11 +104,6 @@ impl TieredStore {
         self.link.resets.load(Ordering::Relaxed)
     }
 
-    /// The Redis store behind the tier.
-    pub fn redis(&self) -> &RedisStore {
-        &self.l2
-    }
-
     /// Whether L1 may answer now.
     fn trusted(&self) -> bool {
         self.outage == TierOutage::Serve || self.link.hearing()

@@ -1007,7 +1007,10 @@ mod tests {
             ("[cache]\nmemory_tier_outage = \"maybe\"\n", ":2:22:"),
         ] {
             let err = parse(text).unwrap_err().to_string();
-            assert!(err.starts_with("dir/larder.toml") && err.contains(at), "{text:?}: {err}");
+            assert!(
+                err.starts_with("dir/larder.toml") && err.contains(at),
+                "{text:?}: {err}"
+            );
         }
 
         let env = EnvOverrides {

@@ -11,7 +11,7 @@
 //! reads that start [`HANGUP_BOUND`] after the gateway had the backend's answer must see it.
 //!
 //! Needs the binary: `cargo xtask build`, then
-//! `cargo test --release -p larder-tests --test invalidation_faults -- --nocapture`
+//! `cargo test --release -p larder-tests --test integration invalidation_faults:: -- --nocapture`
 //! (`LARDER_TEST_LOG=debug` sets the gateways' `LARDER_LOG`).
 
 use std::collections::BTreeMap;

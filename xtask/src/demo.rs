@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,30 @@ impl Drop for Guard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A command that runs `program` as a child that ends with this process, whichever signal ends
+/// it (Ctrl-C reaches the whole process group, but `kill` or a closed terminal's SIGHUP reaches
+/// only us, and no `Drop` runs then): Linux's parent-death signal, set by util-linux's `setpriv`
+/// before it executes the program (`util-linux` is an essential package on Debian). SIGTERM, so
+/// the servers shut down as they do when stopped by hand. Without `setpriv`, a plain command.
+fn child_command(program: &Path, setpriv: bool) -> Command {
+    if !setpriv {
+        return Command::new(program);
+    }
+    let mut command = Command::new("setpriv");
+    command.args(["--pdeathsig", "TERM", "--"]).arg(program);
+    command
+}
+
+/// Whether `setpriv --pdeathsig` is available (util-linux 2.33 or later).
+fn have_setpriv() -> bool {
+    Command::new("setpriv")
+        .arg("--help")
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("--pdeathsig")
+        })
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
@@ -52,13 +77,19 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             bail!("{addr} is already in use: is another demo running? Stop it first.");
         }
     }
+    let setpriv = have_setpriv();
+    if !setpriv {
+        eprintln!(
+            "demo: no `setpriv --pdeathsig` (util-linux): stop the demo with Ctrl-C; another signal would leave the servers running"
+        );
+    }
     let _origin = Guard(
-        Command::new(bin.join("scat-origin"))
+        child_command(&bin.join("scat-origin"), setpriv)
             .args(["--listen", ORIGIN])
             .spawn()
             .context("starting scat-origin")?,
     );
-    let mut larder = Command::new(bin.join("larder"));
+    let mut larder = child_command(&bin.join("larder"), setpriv);
     larder
         .args(["serve", "--config", "larder.toml"])
         .current_dir(&root)
@@ -79,7 +110,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
          \n  curl -si -X POST 'http://{GATEWAY}/api/v1/repositories/1/actions/analyze?feature_type=complexity'\
          \n  curl -si http://{GATEWAY}/api/v1/repositories/1/ai-features | grep -iE 'HTTP/|cache-status|analysis_version'  # a miss again, new version\
          \n  curl -s http://{ADMIN}/health\n\
-         \nCtrl-C stops everything.\n"
+         \nCtrl-C (or any signal that ends this process) stops everything.\n"
     );
 
     if smoke {

@@ -1,8 +1,9 @@
-//! `cargo xtask build | demo | test`: the project's set-up commands.
+//! `cargo xtask build | demo | test | plugins`: the project's set-up commands.
 //!
-//! Each installs what it needs (the `wasm32-wasip2` target; for tests, `redis-server`, and
-//! Chromium with chromedriver for the dashboard's browser test), so a fresh clone needs nothing
-//! but Rust. Everything is built in the one `release` profile, so the
+//! Each installs what it needs (for tests, `redis-server`, and Chromium with chromedriver for
+//! the dashboard's browser test; the toolchain's components and the `wasm32-wasip2` target are
+//! declared in `rust-toolchain.toml`, and installed here if rustup did not), so a fresh clone
+//! needs nothing but Rust. Everything is built in the one `release` profile, so the
 //! demo, the tests and the benchmarks share one build of wasmtime.
 
 mod build;
@@ -19,14 +20,18 @@ fn main() -> anyhow::Result<()> {
         Some("demo") => demo::run(rest),
         Some("test") => test(rest),
         Some("plugins") => build::plugins().map(|_| ()),
+        Some("apt-install") => {
+            setup::apt_install(&rest.iter().map(String::as_str).collect::<Vec<_>>())
+        }
         _ => bail!(
-            "usage: cargo xtask <build|demo|test|plugins>\n\
+            "usage: cargo xtask <build|demo|test|plugins|apt-install>\n\
              \n  build    build larder, scat-origin and the plugins (into target/plugins)\
              \n  demo     start the stand-in backend, Redis if reachable, and the gateway\
              \n           (--smoke: run the curl walk-through once and exit)\
              \n  test     format check, clippy, and the whole test suite\
              \n           (--no-lint: tests only; extra args go to cargo test)\
-             \n  plugins  build only the plugins"
+             \n  plugins  build only the plugins\
+             \n  apt-install PACKAGE...  install Debian packages with apt-get (as root; for .ci/)"
         ),
     }
 }
@@ -38,9 +43,10 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         .filter(|a| *a != "--no-lint")
         .map(String::as_str)
         .collect();
-    setup::ensure_test_programs()?;
-    build::all()?;
+    // Lints first, cheapest first: formatting takes seconds and builds nothing; clippy checks in
+    // the `release` profile, whose build scripts and proc macros the build below reuses.
     if !no_lint {
+        setup::ensure_lint_components()?;
         build::cargo(&["fmt", "--all", "--check"])?;
         build::cargo(&[
             "clippy",
@@ -50,6 +56,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
             "-D",
             "warnings",
         ])?;
+        setup::ensure_wasm_target()?;
         let mut clippy_plugins = vec![
             "clippy",
             "--release",
@@ -64,6 +71,9 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         clippy_plugins.extend(["--", "-D", "warnings"]);
         build::cargo(&clippy_plugins)?;
     }
+    setup::ensure_test_programs()?;
+    // The plugins, and `target/release/larder`, which `integration/invalidation_faults.rs` runs.
+    build::all()?;
     // Every native crate of the gateway side. Not the SDK: its `wit-bindgen` macro would bring
     // its own proc-macro dependencies into this build, change the features of ones wasmtime's
     // macros share (`indexmap`, `anyhow`), and so build wasmtime a second time (about ten

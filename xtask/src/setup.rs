@@ -12,10 +12,13 @@ fn have(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// `rustup target add wasm32-wasip2`, unless installed.
+/// The `wasm32-wasip2` target, unless installed. `rust-toolchain.toml` declares it, and rustup
+/// installs what that file names when it may (`RUSTUP_AUTO_INSTALL` not `0`); this is the
+/// fallback for a rustup that did not.
 pub fn ensure_wasm_target() -> anyhow::Result<()> {
     let out = Command::new("rustup")
         .args(["target", "list", "--installed"])
+        .current_dir(crate::build::root())
         .output();
     match out {
         Ok(o) if String::from_utf8_lossy(&o.stdout).contains(crate::build::WASM_TARGET) => Ok(()),
@@ -23,6 +26,7 @@ pub fn ensure_wasm_target() -> anyhow::Result<()> {
             eprintln!("xtask: installing the {} target", crate::build::WASM_TARGET);
             let status = Command::new("rustup")
                 .args(["target", "add", crate::build::WASM_TARGET])
+                .current_dir(crate::build::root())
                 .status()
                 .context("running rustup")?;
             if !status.success() {
@@ -35,6 +39,31 @@ pub fn ensure_wasm_target() -> anyhow::Result<()> {
             crate::build::WASM_TARGET
         ),
     }
+}
+
+/// `rustfmt` and `clippy`, unless installed: the same fallback as [`ensure_wasm_target`].
+pub fn ensure_lint_components() -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for (subcommand, component) in [("fmt", "rustfmt"), ("clippy", "clippy")] {
+        let installed = Command::new(&cargo)
+            .args([subcommand, "--version"])
+            .current_dir(crate::build::root())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if installed {
+            continue;
+        }
+        eprintln!("xtask: installing {component}");
+        let added = Command::new("rustup")
+            .args(["component", "add", component])
+            .current_dir(crate::build::root())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !added {
+            bail!("`cargo {subcommand}` is missing and `rustup component add {component}` failed");
+        }
+    }
+    Ok(())
 }
 
 /// What the tests run besides cargo: their own `redis-server`s, and headless Chromium with
@@ -55,6 +84,22 @@ pub fn ensure_test_programs() -> anyhow::Result<()> {
         return Ok(());
     }
     let packages: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
+    apt_install(&packages).map_err(|e| {
+        e.context("the tests need these (LARDER_SKIP_BROWSER=1 skips the browser test)")
+    })?;
+    if let Some((program, ..)) = wanted.iter().find(|(program, ..)| !have(program)) {
+        bail!("{program} is still missing after apt-get install");
+    }
+    Ok(())
+}
+
+/// Installs Debian packages with apt-get: the project's one apt installer (`.ci/compose-check`
+/// calls it as `cargo xtask apt-install PACKAGE...`). Needs root, as on CI; otherwise says what
+/// to install.
+pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    if packages.is_empty() {
+        return Ok(());
+    }
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -62,7 +107,7 @@ pub fn ensure_test_programs() -> anyhow::Result<()> {
         .unwrap_or(false);
     if !root || !have("apt-get") {
         bail!(
-            "the tests need {0}; install them (Debian/Ubuntu: `sudo apt-get install {0}`) and run again (LARDER_SKIP_BROWSER=1 skips the browser test)",
+            "{0} missing; install (Debian/Ubuntu: `sudo apt-get install {0}`) and run again",
             packages.join(" ")
         );
     }
@@ -70,14 +115,11 @@ pub fn ensure_test_programs() -> anyhow::Result<()> {
     let update = Command::new("apt-get").args(["update", "-qq"]).status()?;
     let install = Command::new("apt-get")
         .args(["install", "-y", "-qq"])
-        .args(&packages)
+        .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()?;
     if !update.success() || !install.success() {
         bail!("installing {} with apt-get failed", packages.join(" "));
-    }
-    if let Some((program, ..)) = wanted.iter().find(|(program, ..)| !have(program)) {
-        bail!("{program} is still missing after apt-get install");
     }
     Ok(())
 }

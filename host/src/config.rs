@@ -70,6 +70,25 @@ pub struct ServerConfig {
     /// Threads serving the proxy listener's connections, each with a runtime of its own
     /// (`server.workers`; default: one per core). See [`crate::server`].
     pub workers: usize,
+    /// How long a client may take to send a request's headers: from the connection's opening
+    /// to its first request, and on HTTP/1.1 from the end of a response to the next request's
+    /// headers (hyper counts both alike, so this is also HTTP/1.1's keep-alive idle limit).
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (HTTP/2 with a GOAWAY).
+    pub idle_timeout: Duration,
+    /// HTTP/2 keep-alive pings to an otherwise silent client, this often; `None`: no pings.
+    pub http2_keepalive: Option<Duration>,
+    /// How long a `cache_post` route may take to read the body it keys a POST by; then 408.
+    pub body_read_timeout: Duration,
+    /// Client connections open at once; past it new ones are closed at once and counted.
+    pub max_connections: usize,
+    /// Host names the admin API answers to besides `localhost` and IP addresses (lower-case,
+    /// no port): a browser that reaches it under any other name was sent by a page the
+    /// operator did not mean to trust (DNS rebinding).
+    pub admin_hosts: Vec<String>,
+    /// Peers whose `X-Forwarded-*` and `Forwarded` fields are believed (`server.trusted_proxies`;
+    /// default none): everyone else's are dropped. See [`crate::proxy::upstream`].
+    pub trusted_proxies: Vec<crate::proxy::upstream::TrustedProxy>,
 }
 
 #[derive(Debug, Clone)]
@@ -250,6 +269,13 @@ struct RawServer {
     upstream: Option<Spanned<String>>,
     upstream_timeout_ms: Option<u64>,
     workers: Option<Spanned<usize>>,
+    header_read_timeout_ms: Option<Spanned<u64>>,
+    idle_timeout_ms: Option<Spanned<u64>>,
+    http2_keepalive_ms: Option<Spanned<u64>>,
+    body_read_timeout_ms: Option<Spanned<u64>>,
+    max_connections: Option<Spanned<usize>>,
+    admin_hosts: Option<Vec<Spanned<String>>>,
+    trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -321,6 +347,23 @@ pub mod defaults {
     pub const REDIS_CONNECTIONS: usize = 1;
     pub const REDIS_MAX_CONNECTIONS: usize = 64;
     pub const MAX_WORKERS: usize = 256;
+    /// A real client sends its headers in one or two packets: ten seconds is many times what
+    /// a slow mobile link needs, and short enough that a client holding connections open with
+    /// half-sent requests gets each closed soon (Apache's keep-alive idle limit is 5 s).
+    pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+    /// A minute, like common load balancers' idle limit; HTTP/1.1 connections are closed
+    /// sooner, by the header read timeout (see `ServerConfig::header_read_timeout`).
+    pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+    /// Pings that find a vanished HTTP/2 client (hyper waits 20 s for the answer).
+    pub const HTTP2_KEEPALIVE_MS: u64 = 30_000;
+    /// `cache.max_request_body` (64 KiB by default) in ten seconds is 6.4 KiB/s.
+    pub const BODY_READ_TIMEOUT_MS: u64 = 10_000;
+    /// At most this many client connections by default, and at most half the process's
+    /// open-file limit: the other half is for upstream and Redis connections, plugin and
+    /// journal files, so that a flood of clients cannot stop the gateway from reaching them.
+    pub const MAX_CONNECTIONS: usize = 10_000;
+    /// Timeouts shorter than this are a mistake (a unit read as seconds).
+    pub const MIN_TIMEOUT_MS: u64 = 100;
     pub const PLUGIN_DIR: &str = "plugins";
     pub const DEADLINE_MS: u64 = 5;
     pub const MEMORY_LIMIT: usize = 16 * 1024 * 1024;
@@ -395,6 +438,38 @@ impl Config {
             ),
             admin_token: None,
             workers: at.workers(raw.server.workers.as_ref())?,
+            header_read_timeout: at.timeout(
+                "header_read_timeout_ms",
+                raw.server.header_read_timeout_ms.as_ref(),
+                defaults::HEADER_READ_TIMEOUT_MS,
+            )?,
+            idle_timeout: at.timeout(
+                "idle_timeout_ms",
+                raw.server.idle_timeout_ms.as_ref(),
+                defaults::IDLE_TIMEOUT_MS,
+            )?,
+            http2_keepalive: match &raw.server.http2_keepalive_ms {
+                Some(ms) if *ms.get_ref() == 0 => None,
+                ms => Some(at.timeout(
+                    "http2_keepalive_ms",
+                    ms.as_ref(),
+                    defaults::HTTP2_KEEPALIVE_MS,
+                )?),
+            },
+            body_read_timeout: at.timeout(
+                "body_read_timeout_ms",
+                raw.server.body_read_timeout_ms.as_ref(),
+                defaults::BODY_READ_TIMEOUT_MS,
+            )?,
+            max_connections: at.max_connections(raw.server.max_connections.as_ref())?,
+            admin_hosts: at.admin_hosts(raw.server.admin_hosts.as_deref())?,
+            trusted_proxies: raw
+                .server
+                .trusted_proxies
+                .iter()
+                .flatten()
+                .map(|p| p.get_ref().parse().map_err(|m| at.error(p.span().start, m)))
+                .collect::<Result<_, _>>()?,
         };
         let cache = CacheConfig {
             max_object_size: raw
@@ -643,6 +718,74 @@ impl Locator<'_> {
         Ok(n)
     }
 
+    /// A `[server]` timeout in milliseconds: at least [`defaults::MIN_TIMEOUT_MS`].
+    fn timeout(
+        &self,
+        key: &str,
+        value: Option<&Spanned<u64>>,
+        default: u64,
+    ) -> Result<Duration, ConfigError> {
+        match value {
+            None => Ok(Duration::from_millis(default)),
+            Some(ms) if *ms.get_ref() >= defaults::MIN_TIMEOUT_MS => {
+                Ok(Duration::from_millis(*ms.get_ref()))
+            }
+            Some(ms) => Err(self.error(
+                ms.span().start,
+                format!(
+                    "`{key}` must be at least {} (milliseconds; got {}){}",
+                    defaults::MIN_TIMEOUT_MS,
+                    ms.get_ref(),
+                    if key == "http2_keepalive_ms" {
+                        ", or 0 for no pings"
+                    } else {
+                        ""
+                    }
+                ),
+            )),
+        }
+    }
+
+    /// `server.max_connections`: at least 1; by default [`defaults::MAX_CONNECTIONS`] or half
+    /// the open-file limit, whichever is lower.
+    fn max_connections(&self, value: Option<&Spanned<usize>>) -> Result<usize, ConfigError> {
+        match value {
+            None => Ok(crate::server::open_file_limit()
+                .map_or(defaults::MAX_CONNECTIONS, |files| {
+                    (files / 2).clamp(1, defaults::MAX_CONNECTIONS)
+                })),
+            Some(n) if *n.get_ref() >= 1 => Ok(*n.get_ref()),
+            Some(n) => Err(self.error(n.span().start, "`max_connections` must be at least 1")),
+        }
+    }
+
+    /// `server.admin_hosts`: host names (or addresses) without scheme, port or path.
+    fn admin_hosts(&self, list: Option<&[Spanned<String>]>) -> Result<Vec<String>, ConfigError> {
+        let mut hosts = Vec::new();
+        for host in list.unwrap_or_default() {
+            let name = host.get_ref();
+            let ok = match name.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+                None => {
+                    !name.is_empty()
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                }
+            };
+            if !ok {
+                return Err(self.error(
+                    host.span().start,
+                    format!(
+                        "admin host {name:?} must be a host name without scheme, port or path (e.g. \"larder-admin.internal\")"
+                    ),
+                ));
+            }
+            hosts.push(name.to_ascii_lowercase());
+        }
+        Ok(hosts)
+    }
+
     /// The `[redis]` section: where Redis is (a URL or a cluster's nodes, not both), checked as
     /// far as can be without connecting.
     fn redis(&self, r: RawRedis) -> Result<RedisConfig, ConfigError> {
@@ -847,6 +990,52 @@ mod tests {
     }
 
     #[test]
+    fn listener_limits_have_defaults_and_a_bad_value_names_its_line() {
+        let s = parse("").unwrap().server;
+        assert_eq!(s.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.http2_keepalive, Some(Duration::from_secs(30)));
+        assert_eq!(s.body_read_timeout, Duration::from_secs(10));
+        assert!((1..=defaults::MAX_CONNECTIONS).contains(&s.max_connections));
+        assert!(s.admin_hosts.is_empty());
+
+        let s = parse(
+            "[server]\nheader_read_timeout_ms = 500\nhttp2_keepalive_ms = 0\nmax_connections = 3\nadmin_hosts = [\"Admin.Example\", \"[::1]\"]\n",
+        )
+        .unwrap()
+        .server;
+        assert_eq!(s.header_read_timeout, Duration::from_millis(500));
+        assert_eq!((s.http2_keepalive, s.max_connections), (None, 3));
+        assert_eq!(s.admin_hosts, ["admin.example", "[::1]"]);
+
+        for (text, at, problem) in [
+            ("[server]\nidle_timeout_ms = 5\n", ":2:19:", "at least 100"),
+            (
+                "[server]\nhttp2_keepalive_ms = 5\n",
+                ":2:22:",
+                "or 0 for no pings",
+            ),
+            ("[server]\nmax_connections = 0\n", ":2:19:", "at least 1"),
+            (
+                "[server]\nadmin_hosts = [\"ok\", \"http://evil\"]\n",
+                ":2:22:",
+                "without scheme, port or path",
+            ),
+            (
+                "[server]\nadmin_hosts = [\"admin:8360\"]\n",
+                ":2:16:",
+                "without scheme, port or path",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(
+                err.starts_with("dir/larder.toml") && err.contains(at) && err.contains(problem),
+                "{text:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn workers_default_to_one_per_core_and_a_bad_count_names_its_line() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(parse("").unwrap().server.workers, cores);
@@ -860,6 +1049,22 @@ mod tests {
                 err.contains("1 to 256") && err.contains("one per core"),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_none_and_a_bad_range_names_its_line() {
+        assert!(parse("").unwrap().server.trusted_proxies.is_empty());
+        let text = "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n";
+        assert_eq!(parse(text).unwrap().server.trusted_proxies.len(), 2);
+        for bad in ["10.0.0.0/33", "proxy.local"] {
+            let err = parse(&format!(
+                "[server]\ntrusted_proxies = [\"::1\", \"{bad}\"]\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(err.starts_with("dir/larder.toml:2:27:"), "{err}");
+            assert!(err.contains(bad), "{err}");
         }
     }
 

@@ -17,8 +17,9 @@
 //!   `Cache-Status`, invalidation.
 //! - [`gateway`]: shared state and the per-request snapshot of config, routes and plugins.
 //! - [`reload`]: replacing the snapshot without a restart; [`watch`]: doing it on file changes.
-//! - [`admin`]: the admin listener (`/health`, `/plugins`, `/plugins/reload`, and with the
-//!   admin token `/purge` and `/warm`).
+//! - [`admin`]: the admin listener (`/health`, `/plugins`, `/stats`, `/metrics`, the dashboard;
+//!   with the admin token `/plugins/reload`, `/purge` and `/warm`), answering only to allowed
+//!   `Host` and `Origin` values.
 //! - [`telemetry`]: what `/metrics`, `/stats` and the dashboard show.
 //! - [`server`]: binding, the proxy's worker threads, graceful shutdown.
 

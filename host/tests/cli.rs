@@ -544,3 +544,113 @@ fn a_panic_at_call_time_is_explained_with_its_message() {
         "{err}"
     );
 }
+
+#[test]
+fn out_of_file_descriptors_the_listener_backs_off_says_so_once_and_recovers() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let plugin_dir = dir.path().join("plugins");
+    std::fs::create_dir(&plugin_dir).unwrap();
+    std::fs::copy(plugins::path("standard"), plugin_dir.join("standard.wasm")).unwrap();
+    let path = dir.path().join("larder.toml");
+    // A connection limit far above what the process may open: accepting runs out of file
+    // descriptors first.
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nmax_connections = 10000\n\n[plugins]\ndir = \"plugins\"\nwatch = false\n\n[[route]]\nname = \"all\"\npath = \"/{*rest}\"\nplugin = \"standard\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -S -n 96 && exec \"$0\" serve --config \"$1\"",
+            env!("CARGO_BIN_EXE_larder"),
+            path.to_str().unwrap(),
+        ])
+        .env_remove("REDIS_URL")
+        .env("LARDER_LOG", "info")
+        .env("LARDER_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(json) = serde_json::from_str(&line) {
+                let _ = tx.send(json);
+            }
+        }
+    });
+    let message =
+        |line: &serde_json::Value| line["fields"]["message"].as_str().unwrap_or("").to_owned();
+    // Log lines until `until` matches one (returned last), or until `deadline`.
+    let lines_until = |until: &dyn Fn(&serde_json::Value) -> bool, deadline: Instant| {
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
+                let done = until(&line);
+                seen.push(line);
+                if done {
+                    break;
+                }
+            }
+        }
+        seen
+    };
+    let started = lines_until(
+        &|l| message(l) == "larder listening",
+        Instant::now() + Duration::from_secs(20),
+    );
+    assert!(
+        started
+            .iter()
+            .any(|l| message(l).contains("above half the open-file limit")),
+        "the operator is told the limit is too high: {started:?}"
+    );
+    let addr = started
+        .last()
+        .and_then(|l| l["fields"]["addr"].as_str())
+        .expect("the listening line names the address")
+        .to_owned();
+
+    // Far more connections than descriptors: the rest wait in the listener's backlog.
+    let held: Vec<TcpStream> = (0..150)
+        .map(|_| TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    let during = lines_until(&|_| false, Instant::now() + Duration::from_secs(2));
+    let failures = during
+        .iter()
+        .filter(|l| message(l).contains("accept failed"))
+        .count();
+    assert_eq!(failures, 1, "said once, not at every retry: {during:?}");
+
+    // The clients leave: the gateway accepts again and serves.
+    drop(held);
+    let recovered = lines_until(
+        &|l| message(l).contains("accepting connections again"),
+        Instant::now() + Duration::from_secs(10),
+    );
+    assert!(
+        recovered
+            .last()
+            .is_some_and(|l| message(l).contains("accepting connections again")),
+        "{recovered:?}"
+    );
+    let mut tcp = TcpStream::connect(&addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.write_all(
+        b"GET /health-of-the-listener HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = tcp.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 "), "{answer:?}");
+
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -144,14 +144,13 @@ async fn main() {
     );
 
     // 2. RSS across 1,000 forced reloads alternating two plugin versions.
-    let reload = h.admin("/plugins/reload");
     install(&h, &a);
-    http::post(&reload).await;
+    h.reload().await;
     let rss_1 = rss_kib();
     let t = Instant::now();
     for i in 0..1000 {
         install(&h, if i % 2 == 0 { &b } else { &a });
-        let r = http::post(&reload).await;
+        let r = h.reload().await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
     let per_reload = t.elapsed() / 1000;
@@ -181,7 +180,7 @@ async fn main() {
         .collect();
     for i in 0..100 {
         install(&h, if i % 2 == 0 { &b } else { &a });
-        http::post(&reload).await;
+        h.reload().await;
     }
     stop.store(true, Ordering::Relaxed);
     for l in load {

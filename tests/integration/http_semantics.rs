@@ -435,3 +435,177 @@ async fn a_write_that_times_out_upstream_invalidates_anyway() {
     }
     h.stop().await;
 }
+
+// ---- what the origin is sent is what the cache keys on --------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_the_client_names_in_connection_selects_no_variant() {
+    let h = Harness::demo(StoreKind::Memory, OriginConfig::zero_delay()).await;
+    let path = "/api/v1/echo?cache_control=max-age%3D60&vary=Accept-Language&body=hop";
+    // `Connection` makes `Accept-Language` hop-by-hop: the origin never sees it, so what it
+    // answers is its answer to a request without one.
+    let hidden = get(
+        &h,
+        path,
+        &[("accept-language", "fr"), ("connection", "accept-language")],
+    )
+    .await;
+    assert!(
+        hidden.cache_status().contains("stored"),
+        "{}",
+        hidden.cache_status()
+    );
+
+    let french = get(&h, path, &[("accept-language", "fr")]).await;
+    assert!(!french.is_hit(), "{}", french.cache_status());
+    assert_ne!(serial(&french), serial(&hidden));
+    let without = get(&h, path, &[]).await;
+    assert!(without.is_hit(), "{}", without.cache_status());
+    assert_eq!(serial(&without), serial(&hidden));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_with_a_body_is_forwarded_uncached() {
+    let h = Harness::demo(StoreKind::Memory, OriginConfig::zero_delay()).await;
+    let path = "/api/v1/echo?cache_control=max-age%3D60&body=get-body";
+    let url = h.url(path);
+    // The key cannot say what the body asked for: neither answered from the cache nor stored.
+    let with_body = http::send("GET", &url, &[], r#"{"query": "a"}"#).await;
+    assert_eq!(with_body.status, 200);
+    let status = with_body.cache_status();
+    assert!(
+        status.contains("fwd=bypass") && status.contains("request-body"),
+        "{status}"
+    );
+
+    let plain = get(&h, path, &[]).await;
+    assert!(!plain.is_hit(), "{}", plain.cache_status());
+    assert_ne!(serial(&plain), serial(&with_body));
+    assert!(get(&h, path, &[]).await.is_hit());
+    let with_body_again = http::send("GET", &url, &[], r#"{"query": "b"}"#).await;
+    assert!(
+        !with_body_again.is_hit(),
+        "{}",
+        with_body_again.cache_status()
+    );
+    assert_eq!(h.upstream_gets(ECHO), 3);
+    h.stop().await;
+}
+
+/// Starts an origin that answers `/api/v1/echo` with the forwarding fields it was sent (as a
+/// JSON object, `null` for a field it did not get), never cacheable; returns its URL.
+async fn forwarding_recorder() -> String {
+    async fn record(headers: ::http::HeaderMap) -> axum::response::Response {
+        let field = |name: &str| {
+            headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        let seen = serde_json::json!({
+            "x-forwarded-for": field("x-forwarded-for"),
+            "x-forwarded-host": field("x-forwarded-host"),
+            "x-forwarded-proto": field("x-forwarded-proto"),
+            "forwarded": field("forwarded"),
+        });
+        axum::response::IntoResponse::into_response((
+            [("cache-control", "no-store")],
+            axum::Json(seen),
+        ))
+    }
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("bind the recording origin");
+    let addr = listener.local_addr().expect("local addr");
+    let app = axum::Router::new().route(ECHO, axum::routing::any(record));
+    // Runs until the test's runtime ends.
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+/// A gateway in front of `origin` whose `[server]` section adds `server`, with the `standard`
+/// policy on `/api/v1/echo`.
+async fn gateway_before(origin: &str, server: &str) -> (larder::Running, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("plugin dir");
+    larder_tests::gateway::install_example_plugins(&plugins);
+    let config = dir.path().join("larder.toml");
+    let text = format!(
+        "[server]\n{server}\n\n[[route]]\nname = \"echo\"\npath = \"{ECHO}\"\nplugin = \"standard\"\n"
+    );
+    std::fs::write(&config, text).expect("write the config");
+    let env = larder::config::EnvOverrides {
+        upstream: Some(origin.into()),
+        listen: Some("127.0.0.1:0".into()),
+        admin_listen: Some("127.0.0.1:0".into()),
+        plugin_dir: Some(plugins.display().to_string()),
+        ..Default::default()
+    };
+    let config = larder::config::Config::load(&config, &env).expect("the config is valid");
+    (larder::start(config).await.expect("gateway starts"), dir)
+}
+
+/// A client that claims to be a proxy, and to have been reached over TLS as `evil.example`.
+const FORGED: &[(&str, &str)] = &[
+    ("x-forwarded-for", "203.0.113.9"),
+    ("x-forwarded-host", "evil.example"),
+    ("x-forwarded-proto", "https"),
+    ("forwarded", "for=203.0.113.9;host=evil.example;proto=https"),
+];
+
+/// `GET url` over HTTP/2 with prior knowledge: the request has an authority, no `Host`.
+async fn get_h2(url: &str, headers: &[(&str, &str)]) -> serde_json::Value {
+    use http_body_util::{BodyExt, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<bytes::Bytes>>();
+    let mut req = ::http::Request::get(url);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = client
+        .request(req.body(Full::default()).expect("request"))
+        .await
+        .expect("an HTTP/2 answer");
+    assert_eq!(resp.version(), ::http::Version::HTTP_2);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    serde_json::from_slice(&body).expect("a JSON body")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_fields_are_written_by_the_gateway_not_the_client() {
+    let origin = forwarding_recorder().await;
+    let (gateway, _dir) = gateway_before(&origin, "").await;
+    let url = format!("{}{ECHO}", gateway.url());
+    // The client's `Host` (`127.0.0.1:<port>`), as HTTP/1.1 sends it and HTTP/2 its authority.
+    let host = gateway.addr.to_string();
+    let own = serde_json::json!({
+        "x-forwarded-for": "127.0.0.1",
+        "x-forwarded-host": host,
+        "x-forwarded-proto": "http",
+        "forwarded": null,
+    });
+    let seen = http::get_with(&url, FORGED).await;
+    assert_eq!(seen.status, 200, "{}", seen.text());
+    assert_eq!(seen.json(), own);
+    assert_eq!(get_h2(&url, FORGED).await, own);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxys_forwarding_fields_are_kept_and_extended() {
+    let origin = forwarding_recorder().await;
+    let (gateway, _dir) = gateway_before(&origin, r#"trusted_proxies = ["127.0.0.0/8"]"#).await;
+    let seen = http::get_with(&format!("{}{ECHO}", gateway.url()), FORGED).await;
+    assert_eq!(
+        seen.json(),
+        serde_json::json!({
+            "x-forwarded-for": "203.0.113.9, 127.0.0.1",
+            "x-forwarded-host": "evil.example",
+            "x-forwarded-proto": "https",
+            "forwarded": "for=203.0.113.9;host=evil.example;proto=https",
+        })
+    );
+    gateway.stop().await;
+}

@@ -162,7 +162,7 @@ async fn stats_and_metrics_count_what_clients_were_told() {
     let analyze = http::post(&h.url("/api/v1/repositories/7/actions/analyze")).await;
     assert_eq!(analyze.status, 200);
     assert!(!h.get(REPO).await.is_hit());
-    let reload = http::post(&h.admin("/plugins/reload")).await;
+    let reload = h.reload().await;
     assert_eq!(reload.status, 200, "{}", reload.text());
     let stats = http::get(&h.admin("/stats")).await.json();
     assert_eq!(stats["invalidations"]["tags"], 2, "repo:7 and all-repos");
@@ -202,11 +202,148 @@ async fn stats_and_metrics_count_what_clients_were_told() {
 async fn a_refused_reload_is_counted_with_its_reason() {
     let h = Harness::demo(StoreKind::Memory, OriginConfig::zero_delay()).await;
     std::fs::write(h.config_path(), "[[route]]\nname = 1\n").unwrap();
-    let reload = http::post(&h.admin("/plugins/reload")).await;
+    let reload = h.reload().await;
     assert_eq!(reload.status, 422);
     let stats = http::get(&h.admin("/stats")).await.json();
     assert_eq!(stats["reloads"]["failed"], 1);
     let error = stats["reloads"]["last_error"].as_str().unwrap();
     assert!(error.contains("larder.toml:2"), "{error}");
+    h.stop().await;
+}
+
+/// The demo gateway that also answers to `larder-admin.internal`.
+async fn demo_with_admin_host() -> Harness {
+    let demo = std::fs::read_to_string(larder_tests::plugins::workspace_root().join("larder.toml"))
+        .expect("larder.toml");
+    let config = demo.replacen(
+        "[server]\n",
+        "[server]\nadmin_hosts = [\"larder-admin.internal\"]\n",
+        1,
+    );
+    Harness::with_routes(
+        &config,
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        larder_tests::gateway::install_example_plugins,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloading_over_the_admin_api_needs_the_token() {
+    let h = demo_with_admin_host().await;
+    let reload = h.admin("/plugins/reload");
+    let anonymous = http::post(&reload).await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    assert!(anonymous.header("www-authenticate").is_some());
+    let guessed = format!("Bearer {}x", larder_tests::gateway::ADMIN_TOKEN);
+    let wrong = http::send("POST", &reload, &[("authorization", &guessed)], "").await;
+    assert_eq!(wrong.status, 401);
+    let stats = http::get(&h.admin("/stats")).await.json();
+    assert_eq!(stats["reloads"]["ok"], 0, "nothing reloaded");
+
+    assert_eq!(h.reload().await.status, 200);
+    let stats = http::get(&h.admin("/stats")).await.json();
+    assert_eq!(stats["reloads"]["ok"], 1);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_configured_reload_is_refused_and_says_how_to_enable_it() {
+    let h = Harness::demo_with_env(StoreKind::Memory, OriginConfig::zero_delay(), |env| {
+        env.admin_token = None;
+    })
+    .await;
+    let reload = http::post(&h.admin("/plugins/reload")).await;
+    assert_eq!(reload.status, 403);
+    let text = reload.text();
+    assert!(
+        text.contains("LARDER_ADMIN_TOKEN") && text.contains("SIGHUP"),
+        "{text}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_answers_only_to_its_own_hosts_and_origins() {
+    let h = demo_with_admin_host().await;
+    let port = h.gateway.admin_addr.port();
+    let auth = format!("Bearer {}", larder_tests::gateway::ADMIN_TOKEN);
+    let purge = r#"{"tags": ["repo:1"]}"#;
+    let json = ("content-type", "application/json");
+
+    // A page whose name was rebound to this address sends its own name as Host: every
+    // endpoint refuses it, reads too, and even with the token.
+    let rebound = format!("evil.example:{port}");
+    for path in ["/", "/health", "/stats", "/metrics", "/plugins"] {
+        let r = http::get_with(&h.admin(path), &[("host", &rebound)]).await;
+        assert_eq!(r.status, 403, "GET {path}: {}", r.text());
+    }
+    for path in ["/plugins/reload", "/purge"] {
+        let r = http::send(
+            "POST",
+            &h.admin(path),
+            &[("host", &rebound), ("authorization", &auth), json],
+            purge,
+        )
+        .await;
+        assert_eq!(r.status, 403, "POST {path}: {}", r.text());
+        assert!(r.text().contains("server.admin_hosts"), "{}", r.text());
+    }
+
+    // A cross-site page's requests carry its Origin: refused, with or without the token.
+    for origin in ["http://evil.example", "null"] {
+        for path in ["/plugins/reload", "/purge"] {
+            let r = http::send(
+                "POST",
+                &h.admin(path),
+                &[("origin", origin), ("authorization", &auth), json],
+                purge,
+            )
+            .await;
+            assert_eq!(r.status, 403, "{origin} POST {path}: {}", r.text());
+        }
+        let r = http::get_with(&h.admin("/stats"), &[("origin", origin)]).await;
+        assert_eq!(r.status, 403, "{origin} GET /stats");
+    }
+    let stats = http::get(&h.admin("/stats")).await.json();
+    assert_eq!(stats["reloads"]["ok"], 0, "nothing reloaded");
+    assert_eq!(stats["invalidations"]["tags"], 0, "nothing purged");
+
+    // Loopback names, addresses and the configured name, with the dashboard's own Origin.
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        format!("larder-admin.internal:{port}"),
+    ] {
+        let own = format!("http://{host}");
+        let r = http::get_with(&h.admin("/health"), &[("host", &host)]).await;
+        assert_eq!(r.status, 200, "GET /health as {host}");
+        let r = http::send(
+            "POST",
+            &h.admin("/purge"),
+            &[
+                ("host", &host),
+                ("origin", &own),
+                ("authorization", &auth),
+                json,
+            ],
+            purge,
+        )
+        .await;
+        assert_eq!(r.status, 200, "POST /purge as {host}: {}", r.text());
+    }
+    let r = http::send(
+        "POST",
+        &h.admin("/plugins/reload"),
+        &[
+            ("origin", "http://localhost:8360"),
+            ("authorization", &auth),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
     h.stop().await;
 }

@@ -103,7 +103,7 @@ async fn a_broken_plugin_file_is_refused_and_the_previous_version_keeps_serving(
         ("text", b"(component)".to_vec()),
     ] {
         replace_policy(&h, &bytes);
-        let reload = http::post(&h.admin("/plugins/reload")).await;
+        let reload = h.reload().await;
         assert_eq!(reload.status, 200, "{what}: {}", reload.text());
         let now = policy_version(&h).await;
         assert_eq!(
@@ -142,7 +142,7 @@ async fn a_route_added_to_the_config_file_takes_effect() {
 
     // A broken config is refused; the running routes stay.
     std::fs::write(h.config_path(), "[[route]]\nname = 1\n").unwrap();
-    let reload = http::post(&h.admin("/plugins/reload")).await;
+    let reload = h.reload().await;
     assert_eq!(reload.status, 422);
     assert!(
         reload.text().contains("larder.toml:2:8"),
@@ -187,7 +187,7 @@ async fn no_request_fails_while_plugins_reload_under_load() {
     ];
     for i in 0..20 {
         replace_policy(&h, &versions[i % 2]);
-        let reload = http::post(&h.admin("/plugins/reload")).await;
+        let reload = h.reload().await;
         assert_eq!(reload.status, 200, "{}", reload.text());
     }
     stop.store(true, Ordering::Relaxed);

@@ -226,6 +226,18 @@ impl Harness {
         .await
     }
 
+    /// `POST /plugins/reload` with the admin token (the endpoint needs it).
+    pub async fn reload(&self) -> http::Reply {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        http::send(
+            "POST",
+            &self.admin("/plugins/reload"),
+            &[("authorization", &auth)],
+            "",
+        )
+        .await
+    }
+
     pub async fn stop(self) {
         self.gateway.stop().await;
         self.origin.shutdown().await;

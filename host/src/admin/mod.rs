@@ -1,7 +1,10 @@
 //! The admin listener: the dashboard, health, metrics, stats, plugins, reload, purge, warm.
-//! Bind it to loopback or a private network; `/purge` and `/warm` also need the admin token.
+//! Bind it to loopback or a private network. Every endpoint answers only to an allowed `Host`
+//! and refuses a foreign `Origin`; the mutating ones (reload, purge, warm) also need the admin
+//! token (see [`guard`]).
 
 mod dashboard;
+mod guard;
 mod purge;
 mod stats;
 
@@ -10,15 +13,17 @@ use std::time::UNIX_EPOCH;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde::Serialize;
 
 use crate::gateway::{Gateway, Snapshot};
+use crate::server::connection::Connections;
 use crate::store::{Storage, StoreHealth};
 
-pub fn router(gw: Arc<Gateway>) -> axum::Router {
+/// The admin API of `gw`; `connections` are the proxy listener's, for `/stats` and `/metrics`.
+pub fn router(gw: Arc<Gateway>, connections: Arc<Connections>) -> axum::Router {
     axum::Router::new()
         .route("/", get(dashboard::page))
         .route("/metrics", get(stats::metrics))
@@ -28,6 +33,11 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .route("/plugins/reload", post(reload))
         .route("/purge", post(purge::purge))
         .route("/warm", post(purge::warm))
+        .layer(axum::Extension(connections))
+        .layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            guard::same_site,
+        ))
         .with_state(gw)
 }
 
@@ -134,14 +144,20 @@ async fn plugins(State(gw): State<Arc<Gateway>>) -> Json<Vec<PluginInfo>> {
     Json(plugin_infos(&gw.snapshot()))
 }
 
-async fn reload(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+/// `POST /plugins/reload`: mutating, so it needs the admin token (`SIGHUP` needs none: whoever
+/// can signal the process can restart it anyway).
+async fn reload(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> axum::response::Response {
+    if let Err((status, message)) = guard::authorize(&gw, &headers) {
+        return guard::refuse(status, message);
+    }
     match crate::reload::reload(&gw).await {
-        Ok(report) => (StatusCode::OK, Json(serde_json::json!(report))),
+        Ok(report) => (StatusCode::OK, Json(serde_json::json!(report))).into_response(),
         Err(e) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(
                 serde_json::json!({ "error": format!("{e:#}"), "kept": "the running configuration and plugins" }),
             ),
-        ),
+        )
+            .into_response(),
     }
 }

@@ -1,7 +1,8 @@
 //! `POST /purge` and `POST /warm`: invalidation and cache warming by an operator.
 //!
-//! Both are mutating, so both need the admin token (`Authorization: Bearer $LARDER_ADMIN_TOKEN`);
-//! without a token configured they refuse and say how to set one.
+//! Both are mutating, so both need the admin token (`Authorization: Bearer $LARDER_ADMIN_TOKEN`,
+//! checked by [`super::guard::authorize`]); without a token configured they refuse and say how
+//! to set one.
 
 use std::sync::Arc;
 
@@ -14,49 +15,8 @@ use larder_bindings::types::{Invalidation, InvalidationTarget, KeyRef};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::guard::{authorize, refuse};
 use crate::gateway::Gateway;
-
-/// A JSON error with its status.
-fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
-    let mut r = (status, Json(json!({ "error": message.into() }))).into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(
-            axum::http::header::WWW_AUTHENTICATE,
-            axum::http::HeaderValue::from_static("Bearer realm=\"larder-admin\""),
-        );
-    }
-    r
-}
-
-/// Checks the bearer token in constant time; the error is the refusal's status and message.
-fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
-    let snapshot = gw.snapshot();
-    let Some(expected) = snapshot.config.server.admin_token.as_deref() else {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "the admin API's mutating endpoints are disabled: set LARDER_ADMIN_TOKEN in the gateway's environment and send it as `Authorization: Bearer <token>`",
-        ));
-    };
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let same = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        Ok(())
-    } else {
-        Err((
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong admin token (`Authorization: Bearer <LARDER_ADMIN_TOKEN>`)",
-        ))
-    }
-}
 
 /// The request body of a mutating endpoint, once the caller is authorised and the JSON parsed;
 /// otherwise the refusal's status and message. `shape` shows a valid body in the 400 message.

@@ -2,14 +2,15 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use serde::Serialize;
 
 use super::{PluginInfo, plugin_infos};
 use crate::gateway::Gateway;
+use crate::server::connection::{ConnectionStats, Connections};
 use crate::store::{Storage, StoreHealth};
 use crate::telemetry::{ReloadStats, Stats};
 
@@ -25,6 +26,9 @@ pub struct StatsPage {
     invalidations: Invalidations,
     /// Upstream fills in flight that other requests may wait for.
     fills_in_flight: usize,
+    /// The proxy listener's client connections: open, the limit, refused over it, failed
+    /// accepts.
+    connections: ConnectionStats,
 }
 
 #[derive(Serialize)]
@@ -36,7 +40,10 @@ struct Invalidations {
     entries: u64,
 }
 
-pub async fn stats(State(gw): State<Arc<Gateway>>) -> Json<StatsPage> {
+pub async fn stats(
+    State(gw): State<Arc<Gateway>>,
+    Extension(connections): Extension<Arc<Connections>>,
+) -> Json<StatsPage> {
     let snapshot = gw.snapshot();
     let t = &gw.telemetry;
     let store = gw.store.health();
@@ -58,11 +65,23 @@ pub async fn stats(State(gw): State<Arc<Gateway>>) -> Json<StatsPage> {
             entries,
         },
         fills_in_flight: gw.coalescer.in_flight(),
+        connections: connections.stats(),
     })
 }
 
-pub async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+pub async fn metrics(
+    State(gw): State<Arc<Gateway>>,
+    Extension(connections): Extension<Arc<Connections>>,
+) -> impl IntoResponse {
     let t = &gw.telemetry;
+    let c = connections.stats();
+    t.gauge("larder_client_connections", &[]).set(c.open as f64);
+    t.gauge("larder_client_connections_max", &[])
+        .set(c.max as f64);
+    t.counter("larder_client_connections_refused_total", &[])
+        .absolute(c.refused);
+    t.counter("larder_accept_errors_total", &[])
+        .absolute(c.accept_errors);
     let store = gw.store.health();
     t.gauge("larder_store_up", &[("kind", store.kind)])
         .set(if store.up { 1.0 } else { 0.0 });

@@ -3,7 +3,8 @@
 //! The first miss for a key becomes the *leader*: it fills in a task of its own, so the fill
 //! finishes for everyone even if the leader's client disconnects. Later misses for the same key
 //! are *followers*: they wait (bounded by the route's upstream timeout) for the leader's result.
-//! A result the policy stored is shared with them as it is; anything else (not cacheable, too
+//! A result the policy stored is shared with them as it was stored (without the fields meant for
+//! the leader's client alone, such as its `Set-Cookie`); anything else (not cacheable, too
 //! large, an upstream failure, a leader that died) sends each follower upstream on its own, as
 //! if there had been no leader.
 

@@ -31,6 +31,7 @@ pub mod range;
 pub mod upstream;
 pub mod vary;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -59,8 +60,18 @@ use decisions::{Decided, Reuse};
 use upstream::UpstreamError;
 use vary::Vary;
 
-/// Handles one client request.
+/// Handles one request of the gateway's own (a warm-up): no client connection, so no
+/// `X-Forwarded-For`.
 pub async fn handle(gw: Arc<Gateway>, req: Request<Body>) -> Response<Body> {
+    handle_from(gw, None, req).await
+}
+
+/// Handles one client request from `peer`, the connection's remote address.
+pub async fn handle_from(
+    gw: Arc<Gateway>,
+    peer: Option<SocketAddr>,
+    req: Request<Body>,
+) -> Response<Body> {
     let started = Instant::now();
     let snapshot = gw.snapshot();
     let request_id = gw.request_id();
@@ -69,7 +80,14 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Body>) -> Response<Body> {
     if let Err(e) = normalize::uri(&mut parts.uri) {
         return normalize::refused(&gw, started, e);
     }
-    let mut cx = Exchange::new(gw, snapshot, request_id, parts);
+    // One set of fields: what is keyed, shown to the policy and forwarded is what remains.
+    let peer = peer.map(|p| p.ip());
+    upstream::admit(
+        &mut parts.headers,
+        peer,
+        &snapshot.config.server.trusted_proxies,
+    );
+    let mut cx = Exchange::new(gw, snapshot, request_id, peer, parts);
     let response = cx.run(body).await;
     let elapsed = started.elapsed();
     let cache_status = response
@@ -113,6 +131,8 @@ struct Exchange {
     gw: Arc<Gateway>,
     snapshot: Arc<Snapshot>,
     request_id: u64,
+    /// The client connection's remote address (`None` for the gateway's own requests).
+    peer: Option<IpAddr>,
     parts: http::request::Parts,
     /// The body of a POST that is looked up by its digest: fills (and background refreshes)
     /// send it upstream again.
@@ -202,12 +222,14 @@ impl Exchange {
         gw: Arc<Gateway>,
         snapshot: Arc<Snapshot>,
         request_id: u64,
+        peer: Option<IpAddr>,
         parts: http::request::Parts,
     ) -> Self {
         Exchange {
             gw,
             snapshot,
             request_id,
+            peer,
             parts,
             post: None,
             route: None,
@@ -325,6 +347,13 @@ impl Exchange {
                 let status = CacheStatus::forward(Forward::Method);
                 return Box::pin(self.pass_through(body, route.upstream_timeout, status)).await;
             }
+            // A GET or HEAD with content (RFC 9110 section 9.3.1: it has no defined meaning,
+            // yet an origin may answer by it) is neither answered from the cache nor stored:
+            // its key cannot say what the body asked for. It goes upstream as it came.
+            Decided::Lookup(_) if !http_body::Body::is_end_stream(&body) => {
+                let status = CacheStatus::forward(Forward::Bypass).detail("request-body");
+                return Box::pin(self.pass_through(body, route.upstream_timeout, status)).await;
+            }
             Decided::Lookup(base) => base,
         };
         let policy = PolicyCall {
@@ -394,14 +423,26 @@ impl Exchange {
     /// and returned `lookup`. Anything else is an ordinary write.
     async fn post_lookup(&mut self, policy: &PolicyCall<'_>, body: Body) -> Response<Body> {
         let limit = self.snapshot.config.cache.max_request_body;
-        let bytes = match body::buffer(body, limit).await {
-            Ok(Buffered::Complete(bytes)) => bytes,
-            Ok(Buffered::TooLarge(body)) => return self.write_through(policy, body).await,
-            Err(e) => {
+        // A client sending its body slowly must not hold the request (and its connection) open.
+        let timeout = self.snapshot.config.server.body_read_timeout;
+        let bytes = match tokio::time::timeout(timeout, body::buffer(body, limit)).await {
+            Ok(Ok(Buffered::Complete(bytes))) => bytes,
+            Ok(Ok(Buffered::TooLarge(body))) => return self.write_through(policy, body).await,
+            Ok(Err(e)) => {
                 return error_response(
                     StatusCode::BAD_REQUEST,
                     &CacheStatus::forward(Forward::Method).detail("request-body"),
                     &format!("reading the request body failed: {e}"),
+                );
+            }
+            Err(_) => {
+                return error_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &CacheStatus::forward(Forward::Method).detail("request-body"),
+                    &format!(
+                        "the request body took longer than {} ms (server.body_read_timeout_ms)",
+                        timeout.as_millis()
+                    ),
                 );
             }
         };
@@ -719,7 +760,13 @@ impl Exchange {
         let upstream = self
             .gw
             .upstream
-            .send_with(&self.parts, headers, body, route.upstream_timeout)
+            .send_with(
+                &self.parts,
+                self.peer,
+                headers,
+                body,
+                route.upstream_timeout,
+            )
             .await;
         self.upstream_answered(sent);
         let upstream = match upstream {
@@ -933,17 +980,14 @@ impl Exchange {
         fill_started_us: u64,
         d: StoreDirective,
     ) -> (NewEntry, u64) {
-        let mut headers = rparts.headers.clone();
-        let initial_age = headers
+        let initial_age = rparts
+            .headers
             .get(header::AGE)
             .and_then(|v| v.to_str().ok())
             // A list (`7200, 0`) counts by its first member.
             .and_then(|v| v.split(',').next()?.trim().parse::<u32>().ok())
             .unwrap_or(0);
-        headers.remove(header::AGE);
-        // A cookie set for one client must never be replayed to another, whatever the policy.
-        headers.remove(header::SET_COOKIE);
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let headers = stored_fields(&rparts.headers, body.len());
         let keep = if conditional::has_validator(&headers) {
             self.snapshot.config.cache.revalidate_keep
         } else {
@@ -988,6 +1032,7 @@ impl Exchange {
             self.gw.clone(),
             self.snapshot.clone(),
             self.request_id,
+            self.peer,
             parts,
         );
         cx.post = self.post.clone();
@@ -1058,12 +1103,13 @@ impl Exchange {
         let status = CacheStatus::forward(Forward::Method);
         let sent = Instant::now();
         let mut call = {
-            let (gw, parts) = (
+            let (gw, parts, peer) = (
                 self.gw.clone(),
                 self.detached(self.parts.method.clone()).parts,
+                self.peer,
             );
             let limit = route.upstream_timeout.max(WRITE_FOLLOW_UP);
-            tokio::spawn(async move { gw.upstream.send(&parts, body, limit).await })
+            tokio::spawn(async move { gw.upstream.send(&parts, peer, body, limit).await })
         };
         let (upstream, follow) = match tokio::time::timeout(route.upstream_timeout, &mut call).await
         {
@@ -1202,7 +1248,11 @@ impl Exchange {
         status: CacheStatus,
     ) -> Response<Body> {
         let sent = Instant::now();
-        let upstream = self.gw.upstream.send(&self.parts, body, timeout).await;
+        let upstream = self
+            .gw
+            .upstream
+            .send(&self.parts, self.peer, body, timeout)
+            .await;
         self.upstream_answered(sent);
         match upstream {
             Ok(r) => {
@@ -1264,9 +1314,13 @@ enum Share {
 enum Filled {
     /// Read whole.
     Complete {
-        response: Arc<Shared>,
+        /// The origin's answer, for the request that filled: it keeps what was meant for that
+        /// client alone (its `Set-Cookie`).
+        response: Shared,
         status: CacheStatus,
-        share: bool,
+        /// What requests collapsed onto the fill are given: the stored copy's fields (see
+        /// [`stored_fields`]), never more; `None` sends them upstream themselves.
+        shared: Option<Arc<Shared>>,
     },
     /// Streamed, an error, or a stale stand-in: for the requester alone.
     Other(Response<Body>),
@@ -1280,31 +1334,33 @@ impl Filled {
         age: Option<u64>,
         share: Share,
     ) -> Self {
-        let (share, variant) = match share {
-            Share::No => (false, None),
-            Share::As(variant) => (true, variant),
+        let shared = match share {
+            Share::No => None,
+            Share::As(variant) => Some(Arc::new(Shared {
+                status: parts.status,
+                headers: stored_fields(&parts.headers, body.len()),
+                body: body.clone(),
+                age,
+                variant,
+            })),
         };
         Filled::Complete {
-            response: Arc::new(Shared {
+            response: Shared {
                 status: parts.status,
                 headers: parts.headers,
                 body,
                 age,
-                variant,
-            }),
+                variant: None,
+            },
             status,
-            share,
+            shared,
         }
     }
 
     fn shareable(&self) -> Option<Arc<Shared>> {
         match self {
-            Filled::Complete {
-                response,
-                share: true,
-                ..
-            } => Some(response.clone()),
-            _ => None,
+            Filled::Complete { shared, .. } => shared.clone(),
+            Filled::Other(_) => None,
         }
     }
 
@@ -1313,9 +1369,28 @@ impl Filled {
             Filled::Other(r) => r,
             Filled::Complete {
                 response, status, ..
-            } => shared_response(&response, &status),
+            } => {
+                let mut answer = Response::new(Body::from(response.body));
+                *answer.status_mut() = response.status;
+                *answer.headers_mut() = response.headers;
+                finish(&mut answer, &status, response.age);
+                answer
+            }
         }
     }
+}
+
+/// The fields a stored copy of a response keeps: the origin's (after [`from_upstream`]), less
+/// `Age` (an entry's age is counted from its `initial_age`) and `Set-Cookie` (a cookie set for
+/// one client must never be replayed to another, whatever the policy), with the body's length.
+/// Requests collapsed onto a fill are given the same: they are answered as the cache would
+/// answer them.
+fn stored_fields(origin: &HeaderMap, body_len: usize) -> HeaderMap {
+    let mut headers = origin.clone();
+    headers.remove(header::AGE);
+    headers.remove(header::SET_COOKIE);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+    headers
 }
 
 fn shared_response(shared: &Shared, status: &CacheStatus) -> Response<Body> {
@@ -1398,4 +1473,38 @@ fn error_response(code: StatusCode, status: &CacheStatus, message: &str) -> Resp
     );
     finish(&mut response, status, None);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collapsed_requests_get_the_stored_fields_never_the_fillers_cookie() {
+        let (mut parts, ()) = Response::new(()).into_parts();
+        for (name, value) in [
+            (header::CACHE_CONTROL, "max-age=60"),
+            (header::SET_COOKIE, "session=the-filler"),
+            (header::AGE, "5"),
+        ] {
+            parts.headers.insert(name, HeaderValue::from_static(value));
+        }
+        let status = CacheStatus::forward(Forward::Miss).fwd_status(200).stored();
+        let filled = Filled::complete(
+            parts,
+            Bytes::from_static(b"body"),
+            status,
+            Some(5),
+            Share::As(None),
+        );
+
+        let follower = collapsed(&filled.shareable().expect("a stored fill is shared"));
+        assert_eq!(follower.headers().get(header::SET_COOKIE), None);
+        assert_eq!(follower.headers()[header::CACHE_CONTROL], "max-age=60");
+        assert_eq!(follower.headers()[header::CONTENT_LENGTH], "4");
+        assert_eq!(follower.headers()[header::AGE], "5");
+        // The client whose request made the fill gets the cookie the origin set for it.
+        let filler = filled.into_response();
+        assert_eq!(filler.headers()[header::SET_COOKIE], "session=the-filler");
+    }
 }

@@ -2,8 +2,10 @@
 //!
 //! `start` validates everything (config, plugins) before it binds a socket, so a broken setup
 //! fails at start with its reason rather than at the first request. The proxy listener's
-//! connections are served by [`workers`], a thread per core.
+//! connections are served by [`workers`], a thread per core, within the limits of
+//! [`connection`].
 
+pub mod connection;
 mod workers;
 
 use std::net::SocketAddr;
@@ -44,11 +46,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (shutdown, watcher) = watch::channel(false);
     let workers = workers::Workers::start(gateway.snapshot().config.server.workers, &gateway)
         .context("cannot start the proxy's worker threads")?;
+    let connections =
+        connection::Connections::new(gateway.snapshot().config.server.max_connections);
+    warn_if_too_many(connections.stats().max);
 
-    let admin = crate::admin::router(gateway.clone());
+    let admin = crate::admin::router(gateway.clone(), connections.clone());
     let mut tasks = vec![tokio::spawn(serve_proxy(
         listener,
         workers,
+        connections,
         watcher.clone(),
     ))];
     let mut stop = watcher.clone();
@@ -90,11 +96,20 @@ fn nodelay(tcp: &mut TcpStream) {
 /// router or service stack in between (a hit's cost is counted in microseconds, and a router's
 /// dispatch and boxing showed in its profile). On shutdown it stops accepting, the workers let
 /// each connection finish the request it is serving, and it returns when all are closed.
+///
+/// With `server.max_connections` open, a new connection is accepted and closed at once (after
+/// a `503` it may or may not read) and counted, rather than left waiting in the kernel's
+/// backlog: the client learns at once, and the operator sees it in `/stats` and `/metrics`.
 async fn serve_proxy(
     listener: TcpListener,
     mut workers: workers::Workers,
+    connections: Arc<connection::Connections>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut backoff = connection::Backoff::default();
+    // When the connection limit was last reported: at most every ten seconds, since a flood at
+    // the limit refuses and admits in turn, many times a second.
+    let mut reported: Option<tokio::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -102,18 +117,72 @@ async fn serve_proxy(
         };
         let mut tcp = match accepted {
             Ok((tcp, _)) => tcp,
+            Err(e) if connection::is_per_connection(&e) => continue,
             Err(e) => {
-                // Out of file descriptors and the like: wait rather than spin.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+                // Out of file descriptors and the like: the listener stays readable, so wait
+                // rather than spin.
+                connections.accept_failed();
+                let wait = backoff.failed(&e);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    _ = stop.wait_for(|s| *s) => break,
+                }
             }
         };
+        backoff.succeeded();
+        let Some(slot) = connections.admit() else {
+            if reported.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                reported = Some(tokio::time::Instant::now());
+                let stats = connections.stats();
+                tracing::warn!(
+                    max_connections = stats.max,
+                    refused_since_start = stats.refused,
+                    "client connection limit reached; closing new connections until some end"
+                );
+            }
+            refuse(&tcp);
+            continue;
+        };
         nodelay(&mut tcp);
-        workers.dispatch(tcp);
+        workers.dispatch(tcp, slot);
     }
     drop(listener);
     workers.finish().await;
+}
+
+/// Tells a client over the connection limit so, if its socket takes the answer at once, and
+/// closes. Its request (if it sent one already) is unread, so the close may reach it as a
+/// reset before the answer: either way it is not left waiting.
+fn refuse(tcp: &TcpStream) {
+    const ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\nretry-after: 1\r\n\r\n";
+    let _ = tcp.try_write(ANSWER);
+}
+
+/// The process's soft limit of open files (`RLIMIT_NOFILE`), where it can be read: from
+/// `/proc/self/limits` rather than `getrlimit`, which would need unsafe code (Linux is where the
+/// gateway runs; elsewhere the default limit is taken as is).
+pub fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A connection limit above half the open-file limit lets a flood of clients take the
+/// descriptors that upstream and Redis connections need.
+fn warn_if_too_many(max_connections: usize) {
+    if let Some(files) = open_file_limit()
+        && max_connections > files / 2
+    {
+        tracing::warn!(
+            max_connections,
+            open_file_limit = files,
+            "server.max_connections is above half the open-file limit: raise the limit (ulimit -n) or lower max_connections, or a flood of clients can leave no descriptors for upstream and Redis connections"
+        );
+    }
 }
 
 impl Running {

@@ -15,6 +15,10 @@
 //! on the worker that started it. The gateway's background services (Redis connections, the
 //! plugin watcher, the admin API) stay on the main runtime. On shutdown the accept loop stops,
 //! and each worker lets its connections finish the requests they are serving.
+//!
+//! Each connection is held to the limits of [`super::connection`]: hyper's header read timeout
+//! and HTTP/2 keep-alive pings, a first request within the header read timeout, and a graceful
+//! close after the idle timeout.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,17 +26,17 @@ use std::sync::Arc;
 use axum::body::Body;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use super::connection::{Activity, Expiry, Limits, Slot};
 use crate::gateway::Gateway;
 
 /// The running workers, fed by the accept loop.
 pub struct Workers {
-    inboxes: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+    inboxes: Vec<mpsc::UnboundedSender<(std::net::TcpStream, Slot)>>,
     finished: Vec<oneshot::Receiver<()>>,
     next: usize,
 }
@@ -52,10 +56,11 @@ impl Workers {
                 .enable_all()
                 .build()?;
             let gateway = gateway.clone();
+            let limits = Limits::of(&gateway.snapshot().config.server);
             std::thread::Builder::new()
                 .name(format!("larder-worker-{index}"))
                 .spawn(move || {
-                    runtime.block_on(serve(connections, gateway));
+                    runtime.block_on(serve(connections, gateway, limits));
                     let _ = done.send(());
                 })?;
             workers.inboxes.push(inbox);
@@ -64,8 +69,8 @@ impl Workers {
         Ok(workers)
     }
 
-    /// Hands a new connection to the next worker.
-    pub fn dispatch(&mut self, tcp: TcpStream) {
+    /// Hands a new connection, and its place among the open ones, to the next worker.
+    pub fn dispatch(&mut self, tcp: TcpStream, slot: Slot) {
         // Out of the accept loop's runtime, into the worker's (which registers it again).
         let tcp = match tcp.into_std() {
             Ok(tcp) => tcp,
@@ -76,7 +81,7 @@ impl Workers {
         };
         let worker = self.next % self.inboxes.len();
         self.next = self.next.wrapping_add(1);
-        if self.inboxes[worker].send(tcp).is_err() {
+        if self.inboxes[worker].send((tcp, slot)).is_err() {
             tracing::error!(worker, "a proxy worker has stopped; connection dropped");
         }
     }
@@ -93,12 +98,20 @@ impl Workers {
 /// One worker: serves the connections it is handed until the accept loop stops, then lets
 /// them finish the requests they are serving.
 async fn serve(
-    mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    mut connections: mpsc::UnboundedReceiver<(std::net::TcpStream, Slot)>,
     gateway: Arc<Gateway>,
+    limits: Limits,
 ) {
-    let http = auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    while let Some(tcp) = connections.recv().await {
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    http.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.http2_keepalive);
+    // Every connection's task holds a receiver: `closed` below returns when all have ended.
+    let (stop, stopping) = watch::channel(false);
+    while let Some((tcp, slot)) = connections.recv().await {
         let tcp = match TcpStream::from_std(tcp) {
             Ok(tcp) => tcp,
             Err(e) => {
@@ -107,17 +120,54 @@ async fn serve(
             }
         };
         let gw = gateway.clone();
+        let activity = Activity::new();
+        let busy = activity.clone();
+        // The client's address, for `X-Forwarded-For` and `server.trusted_proxies`.
+        let peer = tcp.peer_addr().ok();
         let service = service_fn(move |req: http::Request<Incoming>| {
             let gw = gw.clone();
-            async move { Ok::<_, Infallible>(crate::proxy::handle(gw, req.map(Body::new)).await) }
+            let in_flight = busy.begin();
+            async move {
+                let response = crate::proxy::handle_from(gw, peer, req.map(Body::new)).await;
+                drop(in_flight);
+                Ok::<_, Infallible>(response)
+            }
         });
         let connection = http.serve_connection(TokioIo::new(tcp), service);
-        let connection = graceful.watch(connection.into_owned());
+        let connection = connection.into_owned();
+        let mut stopping = stopping.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            let _slot = slot;
+            let mut connection = std::pin::pin!(connection);
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    ended = connection.as_mut() => {
+                        if let Err(e) = ended {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = stopping.wait_for(|s| *s), if !closing => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    expiry = activity.expired(&limits), if !closing => match expiry {
+                        // Nothing in flight and nothing owed: close at once.
+                        Expiry::NoRequest => {
+                            tracing::debug!("no request within the header read timeout; closed");
+                            break;
+                        }
+                        Expiry::Idle => {
+                            connection.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                    },
+                }
             }
         });
     }
-    graceful.shutdown().await;
+    let _ = stop.send(true);
+    drop(stopping);
+    stop.closed().await;
 }

@@ -354,6 +354,26 @@ fn describe(recorder: &PrometheusRecorder) {
         "1 when the pending purges overflowed cache.max_pending_purges: nothing is served from the cache until Redis answers and every entry is dropped.",
     );
     describe(
+        "larder_client_connections",
+        None,
+        "Client connections open on the proxy listener.",
+    );
+    describe(
+        "larder_client_connections_max",
+        None,
+        "The proxy listener's connection limit (server.max_connections).",
+    );
+    describe(
+        "larder_client_connections_refused_total",
+        None,
+        "Client connections closed at once because the limit was reached.",
+    );
+    describe(
+        "larder_accept_errors_total",
+        None,
+        "Failed accepts on the proxy listener (e.g. EMFILE); the accept loop backs off.",
+    );
+    describe(
         "larder_fills_in_flight",
         None,
         "Upstream fills (misses and refreshes) in flight that other requests may wait for.",

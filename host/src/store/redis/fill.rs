@@ -86,7 +86,8 @@ impl RedisStore {
         pipe
     }
 
-    /// Replaces tokens this version cannot read with a token purged now (see `store`).
+    /// Replaces tokens this version cannot read with a token purged now (see the `store`
+    /// operation in `mod.rs`, which refuses the fill that found them).
     pub(super) async fn replace_unreadable_tokens(&self, tags: &[TagId]) {
         let token = Token::purged(None, tags::now_us(), false).encode();
         for tag in tags {

@@ -7,7 +7,7 @@
 
 /// Replaces a tag's token atomically, and takes the count of entries stored with the tag since
 /// its previous purge. A soft purge keeps the time of the last hard purge, and every purge keeps
-/// the token's lineage ([`super::super::tags`]); a token that is missing or unreadable (evicted,
+/// the token's lineage ([`crate::store::tags`]); a token that is missing or unreadable (evicted,
 /// or written by an older version) is replaced as by a hard purge, with a new lineage, so a soft
 /// purge never brings back what a hard purge or the token's loss invalidated.
 /// ARGV: now_us, soft ('1'/'0'), nonce, marker TTL, a fresh lineage.
@@ -17,7 +17,7 @@ pub(super) const PURGE_SCRIPT: &str = include_str!("purge.lua");
 /// tags recorded in it. The script reads the tag ids at their fixed place in the value's header
 /// (see `entry.rs`: `n_tags` at byte 43, then `tag:[u8;16] token_len:u8 token` each); a value it
 /// cannot read is answered alone, and the host decodes it (a corrupt value is then deleted).
-/// ARGV[1] is the token key prefix (`<prefix>tag:`). Answer: `{value, token...}`, or nil.
+/// `ARGV[1]` is the token key prefix (`<prefix>tag:`). Answer: `{value, token...}`, or nil.
 /// Not for a cluster, where the tokens live in other slots.
 ///
 /// Routes whose entries carry only implicit tags (their key and its prefixes, which the host

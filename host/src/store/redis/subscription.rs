@@ -26,7 +26,8 @@ impl RedisStore {
         }
     }
 
-    /// Counts this instance's tier on announcement `ack` (see [`RedisStore::purge_acknowledged`]).
+    /// Counts this instance's tier on announcement `ack`, which the purging instance waits for
+    /// (`purge.rs`).
     pub async fn acknowledge(&self, ack: u64) {
         let key = self.ack_key(ack);
         let Ok(mut conn) = self.conn_unguarded() else {

@@ -21,7 +21,7 @@ const ACK_MARK: &str = "ac4ac4ac4ac4ac4a";
 /// `<instance>:f:` when every entry was dropped (a pending set that overflowed). Every
 /// subscriber that applied it counts itself on `<prefix>ack:<ack>`, so the announcer knows when
 /// every tier has it (the Redis store's `await_acks`). The ack id travels as a last pseudo-tag,
-/// [`ACK_MARK`] followed by the id in 16 hex digits: an instance of an earlier version reads it
+/// `ACK_MARK` followed by the id in 16 hex digits: an instance of an earlier version reads it
 /// as one more tag (which no entry carries) and still applies the announcement, so a rolling
 /// upgrade loses no purge.
 #[derive(Debug, PartialEq, Eq)]

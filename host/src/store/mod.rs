@@ -13,7 +13,10 @@
 //!   On a Redis Cluster the digest is a hash tag (`larder:tag:{<tag-digest>}`), so a tag's
 //!   token and counter share a slot ([`cluster`]).
 //! - `larder:invalidations`: the pub/sub channel purges are announced on, for the instances'
-//!   memory tiers ([`tiered::TieredStore`], `cache.memory_tier_bytes`).
+//!   memory tiers ([`tiered::TieredStore`], `cache.memory_tier_bytes`); the message is a
+//!   [`tiered::Announcement`].
+//! - `larder:ack:<id>`: how many memory tiers applied announcement `<id>`, which the purging
+//!   instance waits for; gone after a minute.
 
 pub mod cluster;
 pub mod entry;

@@ -1,0 +1,71 @@
+//! The two Lua scripts the Redis store runs, each doing in one atomic step what would otherwise
+//! take two round trips or leave a window between a read and a write.
+//!
+//! The code is in the `.lua` files beside this one (each with a header naming its `KEYS` and
+//! `ARGV`); what each script guarantees is said here, where the Rust code that calls it can link
+//! to it.
+
+/// Replaces a tag's token atomically, and takes the count of entries stored with the tag since
+/// its previous purge. A soft purge keeps the time of the last hard purge, and every purge keeps
+/// the token's lineage ([`crate::store::tags`]); a token that is missing or unreadable (evicted,
+/// or written by an older version) is replaced as by a hard purge, with a new lineage, so a soft
+/// purge never brings back what a hard purge or the token's loss invalidated.
+/// ARGV: now_us, soft ('1'/'0'), nonce, marker TTL, a fresh lineage.
+pub(super) const PURGE_SCRIPT: &str = include_str!("purge.lua");
+
+/// A hit in one round trip (single Redis only): the entry's value and the current tokens of the
+/// tags recorded in it. The script reads the tag ids at their fixed place in the value's header
+/// (see `entry.rs`: `n_tags` at byte 43, then `tag:[u8;16] token_len:u8 token` each); a value it
+/// cannot read is answered alone, and the host decodes it (a corrupt value is then deleted).
+/// `ARGV[1]` is the token key prefix (`<prefix>tag:`). Answer: `{value, token...}`, or nil.
+/// Not for a cluster, where the tokens live in other slots.
+///
+/// Routes whose entries carry only implicit tags (their key and its prefixes, which the host
+/// derives from the key before it asks) need no script: one `MGET` of the value and those tags'
+/// tokens answers it, and costs Redis about half the CPU of the script (which copies the value
+/// into Lua and formats each tag's key). The store learns per route which kind it serves
+/// ([`super::RedisStore`]'s lookup); a wrong guess costs one more round trip, never a wrong
+/// answer.
+pub(super) const LOOKUP_SCRIPT: &str = include_str!("lookup.lua");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::key::tag_id;
+    use crate::store::tags::Token;
+
+    /// The lookup script reads tag ids at fixed offsets of the value: pin them.
+    #[test]
+    fn the_lookup_script_reads_the_entry_layout() {
+        let mut entry = crate::store::entry::tests::sample();
+        entry
+            .tags
+            .push((tag_id("all-repos"), Token::new_unpurged()));
+        let value = entry.encode();
+        assert!(LOOKUP_SCRIPT.contains("'LRD2'") && value.starts_with(b"LRD2"));
+        // Lua's 1-based bytes 44-45 are n_tags, then each tag at 46, 46 + 17 + token_len, ...
+        assert_eq!(u16::from_le_bytes([value[43], value[44]]), 2);
+        assert_eq!(value[45..61], entry.tags[0].0.0);
+        let next = 45 + 17 + usize::from(value[61]);
+        assert_eq!(value[next..next + 16], entry.tags[1].0.0);
+    }
+
+    /// The purge script takes the token's form from `tags.rs`: a token it wrote must read back.
+    #[test]
+    fn the_purge_script_writes_tokens_in_the_form_tags_reads() {
+        assert!(PURGE_SCRIPT.contains(r"'^(%d+)%.%d+%.%x+%.(%x+)$'"));
+        let text = Token::purged(None, 1_000, false).encode();
+        let fields: Vec<&str> = text.split('.').collect();
+        assert_eq!(fields.len(), 4, "{text}");
+        assert!(
+            fields[..2]
+                .iter()
+                .all(|f| f.bytes().all(|b| b.is_ascii_digit()))
+        );
+        assert!(
+            fields[2..]
+                .iter()
+                .all(|f| f.bytes().all(|b| b.is_ascii_hexdigit()))
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! The parts of `cargo xtask` worth a library: what the test suite needs to know about the
+//! workspace (which crates are plugins, and how they are built: `tests/support/plugins.rs`
+//! builds them exactly as `cargo xtask build` does, from one declaration).
+//!
+//! # Layout
+//!
+//! - [`plugins`]: the plugin crates, discovered from the folders, and their one build command.
+
+pub mod plugins;

@@ -1,4 +1,4 @@
-//! `cargo xtask build | demo | test | plugins`: the project's set-up commands.
+//! `cargo xtask build | demo | test | coverage | plugins`: the project's set-up commands.
 //!
 //! Each installs what it needs (for tests, `redis-server`, and Chromium with chromedriver for
 //! the dashboard's browser test; the toolchain's components and the `wasm32-wasip2` target are
@@ -8,6 +8,7 @@
 //! profile (see `xtask::plugins`).
 
 mod build;
+mod coverage;
 mod demo;
 mod setup;
 mod test;
@@ -21,17 +22,20 @@ fn main() -> anyhow::Result<()> {
         Some("build") => build::all(),
         Some("demo") => demo::run(rest),
         Some("test") => test::run(rest),
+        Some("coverage") => coverage::run(rest),
         Some("plugins") => build::plugins().map(|_| ()),
         Some("apt-install") => {
             setup::apt_install(&rest.iter().map(String::as_str).collect::<Vec<_>>())
         }
         _ => bail!(
-            "usage: cargo xtask <build|demo|test|plugins|apt-install>\n\
+            "usage: cargo xtask <build|demo|test|coverage|plugins|apt-install>\n\
              \n  build    build larder, scat-origin and the plugins (into target/plugins)\
              \n  demo     start the stand-in backend, Redis if reachable, and the gateway\
              \n           (--smoke: run the curl walk-through once and exit)\
              \n  test     format check, clippy, and the whole test suite\
              \n           (--no-lint: tests only; extra args go to cargo test)\
+             \n  coverage the test suite under cargo llvm-cov: line coverage per file of\
+             \n           host/src, summed per folder (extra args go to cargo test)\
              \n  plugins  build only the plugins\
              \n  apt-install PACKAGE...  install Debian packages with apt-get (as root; for .ci/)"
         ),

@@ -76,18 +76,19 @@ fn install(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 /// Plugins, then `target/release/larder` and `target/release/scat-origin`.
 ///
-/// Two cargo builds: in one, cargo would unify the features that `larder-tests` asks of the
-/// `larder` library with the binary's, and the gateway that ships would carry the helpers kept
-/// for tests (`test-support`).
+/// One cargo build, so the `larder` library is compiled once for the binary and the tests:
+/// cargo unifies the features that `larder-tests` asks of it (`test-support`) with the
+/// binary's. That adds no code to the binary (the test helpers are generic over the store, or
+/// unused, and dropped at link time); `cargo build --release -p larder` builds without them.
 pub fn all() -> anyhow::Result<()> {
     plugins()?;
-    cargo(&["build", "--release", "-p", "larder", "--bin", "larder"])?;
     cargo(&[
         "build",
         "--release",
         "-p",
+        "larder",
+        "-p",
         "larder-tests",
-        "--bin",
-        "scat-origin",
+        "--bins",
     ])
 }

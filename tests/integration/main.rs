@@ -1,6 +1,10 @@
-//! The end-to-end tests, as one test binary: each file of this folder is a module of it, so the
-//! suite links wasmtime once instead of once per file (linking was most of CI's test time).
+//! The tests of the gateway from outside, as one test binary: its command line (`cli`), its
+//! plugin engine (`code_cache`, `plugin_calls`) and the whole gateway end to end. Each file of
+//! this folder is a module of it, so the suite links wasmtime once instead of once per file
+//! (linking was most of CI's test time).
 //! Run one file's tests with `cargo test --release -p larder-tests --test integration caching::`.
+//! `cli` and `invalidation_faults` run the built `larder` binary: `cargo xtask build` first (they
+//! refuse a binary older than the gateway's sources, see `larder_tests::process::binary`).
 //!
 //! A file whose tests need a process of their own (they change process-wide state, such as an
 //! environment variable) is a `[[test]]` of its own in `tests/Cargo.toml` instead, and listed in
@@ -8,13 +12,16 @@
 //! it is in neither.
 
 mod caching;
+mod cli;
 mod coalescing;
+mod code_cache;
 mod dashboard;
 mod http_semantics;
 mod invalidation;
 mod invalidation_faults;
 mod memory_tier;
 mod observability;
+mod plugin_calls;
 mod redis_cluster;
 mod redis_resilience;
 mod reload;

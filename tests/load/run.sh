@@ -23,7 +23,7 @@ DURATION="${DURATION:-10}"
 SIZES="${SIZES:-1024 65536}"
 
 for tool in wrk redis-server curl; do
-  command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install wrk redis-server curl)" >&2; exit 1; }
+  command -v "$tool" >/dev/null || { echo "$tool is needed (as root: cargo xtask apt-install wrk redis-server curl)" >&2; exit 1; }
 done
 [ -x "$BIN" ] && [ -x "$ORIGIN_BIN" ] && [ -f "$PLUGINS/standard.wasm" ] \
   || { echo "run 'cargo xtask build' first" >&2; exit 1; }

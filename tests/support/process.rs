@@ -42,9 +42,73 @@ pub struct GatewayProcess {
     dir: tempfile::TempDir,
 }
 
-/// The `larder` binary that `cargo xtask build` builds.
+/// The `larder` binary that `cargo xtask build` builds: the one in the target directory of the
+/// running test executable (`target/release/larder`; under `cargo xtask coverage`, the
+/// instrumented one of its own target directory), else `target/release/larder`.
+///
+/// Checked once per process to be newer than every source it is built from: a test must not
+/// pass or fail on a gateway built before the change it tests.
 pub fn binary() -> PathBuf {
-    workspace_root().join("target/release/larder")
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            // The test executable is `<target>/<profile>/deps/<name>-<hash>`.
+            let beside = std::env::current_exe()
+                .ok()
+                .and_then(|exe| Some(exe.parent()?.parent()?.join("larder")));
+            let bin = beside
+                .filter(|b| b.exists())
+                .unwrap_or_else(|| workspace_root().join("target/release/larder"));
+            assert_fresh(&bin);
+            bin
+        })
+        .clone()
+}
+
+/// Panics unless `bin` exists and is newer than the gateway's sources.
+fn assert_fresh(bin: &Path) {
+    let built = std::fs::metadata(bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run `cargo xtask build` first",
+                bin.display()
+            )
+        });
+    let root = workspace_root();
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    let mut stack: Vec<PathBuf> = [
+        "host/src",
+        "host/bindings",
+        "wit",
+        "host/Cargo.toml",
+        "Cargo.lock",
+    ]
+    .iter()
+    .map(|p| root.join(p))
+    .collect();
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+            }
+        } else if let Ok(modified) = meta.modified()
+            && newest.as_ref().is_none_or(|(t, _)| modified > *t)
+        {
+            newest = Some((modified, path));
+        }
+    }
+    if let Some((modified, source)) = newest {
+        assert!(
+            modified <= built,
+            "{} is older than {}: run `cargo xtask build` (or `cargo build --release -p larder`) first",
+            bin.display(),
+            source.display()
+        );
+    }
 }
 
 impl GatewayProcess {
@@ -57,12 +121,6 @@ impl GatewayProcess {
     ///
     /// Returns once `GET /health` on the admin port answers 200.
     pub async fn start(name: &str, config: &str, upstream: &str, redis_url: &str) -> Self {
-        let bin = binary();
-        assert!(
-            bin.exists(),
-            "{} is missing: run `cargo xtask build` first",
-            bin.display()
-        );
         let mut dir = tempfile::tempdir().expect("temp dir");
         let plugin_dir = dir.path().join("plugins");
         std::fs::create_dir(&plugin_dir).expect("plugin dir");

@@ -4,25 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
-
-pub const WASM_TARGET: &str = "wasm32-wasip2";
-/// Plugins build in their own target directory: a plugin build started from inside a running
-/// `cargo test` (the test harness does that) must not wait for the lock of `target/`.
-pub const WASM_TARGET_DIR: &str = "target/wasm";
-/// Example plugins, copied to `target/plugins/<name>.wasm` (the demo's plugin directory).
-pub const PLUGINS: &[&str] = &["analysis-policy", "standard"];
-/// Every wasm package, for builds and lints (the hostile test plugins are used by the tests
-/// from `target/wasm`, see `tests/support/plugins.rs`).
-pub const ALL_PLUGINS: &[&str] = &[
-    "larder-sdk",
-    "analysis-policy",
-    "standard",
-    "loop-forever",
-    "memory-hog",
-    "panic",
-    "bad-key",
-    "chatty",
-];
+use xtask::plugins;
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -31,42 +13,47 @@ pub fn root() -> PathBuf {
         .to_owned()
 }
 
+fn cargo_program() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
 pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("xtask: cargo {}", args.join(" "));
-    let status = Command::new(cargo)
-        .args(args)
-        .current_dir(root())
-        .status()
-        .context("running cargo")?;
+    run(Command::new(cargo_program()).args(args).current_dir(root()))
+}
+
+/// Runs `cmd`, echoing it; an error unless it succeeds.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let line = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    eprintln!("xtask: {line}");
+    let status = cmd.status().with_context(|| format!("running {line}"))?;
     if !status.success() {
-        bail!("cargo {} failed", args.join(" "));
+        bail!("{line} failed");
     }
     Ok(())
 }
 
-/// Builds every plugin and copies the example plugins into `target/plugins`.
+/// `cargo <subcommand>` over every plugin crate and the SDK (see `xtask::plugins`).
+pub fn plugin_cargo(subcommand: &str) -> Command {
+    plugins::cargo(&cargo_program(), subcommand, &root())
+}
+
+/// Builds every plugin and copies the example plugins (those under `plugins/`) into
+/// `target/plugins` (the demo's plugin directory).
 pub fn plugins() -> anyhow::Result<PathBuf> {
     crate::setup::ensure_wasm_target()?;
-    let mut args = vec![
-        "build",
-        "--release",
-        "--target",
-        WASM_TARGET,
-        "--target-dir",
-        WASM_TARGET_DIR,
-    ];
-    for p in ALL_PLUGINS {
-        args.extend(["-p", p]);
-    }
-    cargo(&args)?;
+    run(&mut plugin_cargo("build"))?;
     let root = root();
-    let out = root.join(WASM_TARGET_DIR).join(WASM_TARGET).join("release");
     let dest = root.join("target/plugins");
     std::fs::create_dir_all(&dest)?;
-    for name in PLUGINS {
-        let built = out.join(format!("{}.wasm", name.replace('-', "_")));
-        install(&built, &dest.join(format!("{name}.wasm")))?;
+    let examples = root.join("plugins");
+    for c in plugins::discover(&root) {
+        if c.plugin && c.dir.starts_with(&examples) {
+            install(&c.component(&root), &dest.join(format!("{}.wasm", c.name)))?;
+        }
     }
     Ok(dest)
 }
@@ -88,6 +75,11 @@ fn install(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 /// Plugins, then `target/release/larder` and `target/release/scat-origin`.
+///
+/// One cargo build, so the `larder` library is compiled once for the binary and the tests:
+/// cargo unifies the features that `larder-tests` asks of it (`test-support`) with the
+/// binary's. That adds no code to the binary (the test helpers are generic over the store, or
+/// unused, and dropped at link time); `cargo build --release -p larder` builds without them.
 pub fn all() -> anyhow::Result<()> {
     plugins()?;
     cargo(&[

@@ -21,22 +21,25 @@ pub fn ensure_wasm_target() -> anyhow::Result<()> {
         .current_dir(crate::build::root())
         .output();
     match out {
-        Ok(o) if String::from_utf8_lossy(&o.stdout).contains(crate::build::WASM_TARGET) => Ok(()),
+        Ok(o) if String::from_utf8_lossy(&o.stdout).contains(xtask::plugins::WASM_TARGET) => Ok(()),
         Ok(_) => {
-            eprintln!("xtask: installing the {} target", crate::build::WASM_TARGET);
+            eprintln!(
+                "xtask: installing the {} target",
+                xtask::plugins::WASM_TARGET
+            );
             let status = Command::new("rustup")
-                .args(["target", "add", crate::build::WASM_TARGET])
+                .args(["target", "add", xtask::plugins::WASM_TARGET])
                 .current_dir(crate::build::root())
                 .status()
                 .context("running rustup")?;
             if !status.success() {
-                bail!("`rustup target add {}` failed", crate::build::WASM_TARGET);
+                bail!("`rustup target add {}` failed", xtask::plugins::WASM_TARGET);
             }
             Ok(())
         }
         Err(_) => bail!(
             "rustup not found: install the {} target for your Rust toolchain by hand",
-            crate::build::WASM_TARGET
+            xtask::plugins::WASM_TARGET
         ),
     }
 }

@@ -218,6 +218,7 @@ pub fn now_ms() -> u64 {
 
 /// The contract both stores must meet, as executable checks: run against the memory store by its
 /// unit tests and against a real `redis-server` by the integration tests.
+#[cfg(any(test, feature = "test-support"))]
 #[doc(hidden)]
 pub mod contract {
     use super::*;

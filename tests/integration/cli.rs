@@ -1,15 +1,13 @@
 //! The `larder` binary as operators and policy authors meet it: a bad config is refused with
 //! file, line and problem; `plugin check` and `plugin run` work on real components.
 
-// Shared with the end-to-end tests; this binary uses only part of it.
-#[allow(dead_code)]
-#[path = "../../tests/support/plugins.rs"]
-mod plugins;
-
 use std::process::{Command, Output};
 
+use larder_tests::plugins;
+use larder_tests::process::binary as larder_binary;
+
 fn larder(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_larder"))
+    Command::new(larder_binary())
         .args(args)
         .env_remove("REDIS_URL")
         .output()
@@ -173,7 +171,7 @@ fn sighup_reloads_and_sigterm_stops_gracefully() {
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[plugins]\ndir = \"plugins\"\nwatch = false\n\n[[route]]\nname = \"all\"\npath = \"/{*rest}\"\nplugin = \"standard\"\n",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_larder"))
+    let mut child = Command::new(larder_binary())
         .args(["serve", "--config", path.to_str().unwrap()])
         .env_remove("REDIS_URL")
         .env("LARDER_LOG", "info")
@@ -222,7 +220,7 @@ fn sighup_reloads_and_sigterm_stops_gracefully() {
 
 /// Runs `larder plugin new ARGS` in `cwd`.
 fn plugin_new(cwd: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_larder"))
+    Command::new(larder_binary())
         .args(["plugin", "new"])
         .args(args)
         .current_dir(cwd)
@@ -242,9 +240,8 @@ fn share_target_dir(dir: &std::path::Path) {
 /// Runs a shell command line as a plugin author would type it, in `cwd`, with this build's
 /// `larder` first on the PATH; panics with its output if it fails.
 fn sh(cwd: &std::path::Path, line: &str) -> String {
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_larder"))
-        .parent()
-        .unwrap();
+    let bin = larder_binary();
+    let bin_dir = bin.parent().unwrap();
     let path = format!(
         "{}:{}",
         bin_dir.display(),
@@ -568,7 +565,7 @@ fn out_of_file_descriptors_the_listener_backs_off_says_so_once_and_recovers() {
         .args([
             "-c",
             "ulimit -S -n 96 && exec \"$0\" serve --config \"$1\"",
-            env!("CARGO_BIN_EXE_larder"),
+            larder_binary().to_str().unwrap(),
             path.to_str().unwrap(),
         ])
         .env_remove("REDIS_URL")

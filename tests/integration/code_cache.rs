@@ -1,13 +1,10 @@
 //! Compiled plugin code is cached: the second load of the same file does not compile, and a
 //! damaged cache file is dropped and replaced, never trusted.
 
-#[allow(dead_code)]
-#[path = "../../tests/support/plugins.rs"]
-mod plugins;
-
 use std::time::Instant;
 
 use larder::policy::PluginEngine;
+use larder_tests::plugins;
 
 fn cache_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir)

@@ -1,16 +1,13 @@
 //! Plugin instances are reused between calls, safely: every call gets a fresh budget and its
 //! own request's inputs, an instance whose call failed is dropped, and none serves forever.
 
-#[allow(dead_code)]
-#[path = "../../tests/support/plugins.rs"]
-mod plugins;
-
 use std::time::Duration;
 
 use larder::policy::PluginEngine;
 use larder::policy::plugin::REUSE_CALLS;
 use larder::policy::sandbox::Limits;
 use larder_bindings::types::{Param, Request, RequestDecision};
+use larder_tests::plugins;
 
 const LIMITS: Limits = Limits {
     deadline: Duration::from_millis(5),

@@ -4,11 +4,7 @@
 //! normalisation, the storage key's derivation, an entry's encoding and decoding (with the zstd
 //! body of a Redis value), and counting a request for `/stats` and `/metrics`.
 //!
-//! `cargo bench -p larder --bench hot_path` (criterion; about a minute).
-
-#[allow(dead_code)]
-#[path = "../../tests/support/plugins.rs"]
-mod plugins;
+//! `cargo bench -p larder-tests --bench hot_path` (criterion; about a minute).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -24,6 +20,7 @@ use larder::store::tags::Token;
 use larder::store::{EntryMeta, ObjectKey};
 use larder::telemetry::{Class, Served, Telemetry};
 use larder_bindings::types::{CacheKey, Header, Param, Request, RequestDecision};
+use larder_tests::plugins;
 
 fn request() -> Request {
     let header = |name: &str, value: &str| Header {

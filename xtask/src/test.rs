@@ -1,0 +1,56 @@
+//! `cargo xtask test`: the checks CI runs, cheapest first, so a formatting slip fails in seconds
+//! rather than after the long build.
+
+use xtask::plugins;
+
+use crate::{build, setup};
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let no_lint = args.iter().any(|a| a == "--no-lint");
+    let extra: Vec<&str> = args
+        .iter()
+        .filter(|a| *a != "--no-lint")
+        .map(String::as_str)
+        .collect();
+    // Lints first, cheapest first: formatting takes seconds and builds nothing; clippy checks in
+    // the `release` profile, whose build scripts and proc macros the build below reuses.
+    if !no_lint {
+        setup::ensure_lint_components()?;
+        build::cargo(&["fmt", "--all", "--check"])?;
+        build::cargo(&[
+            "clippy",
+            "--release",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])?;
+        setup::ensure_wasm_target()?;
+        build::run(build::plugin_cargo("clippy").args(["--", "-D", "warnings"]))?;
+    }
+    setup::ensure_test_programs()?;
+    // The plugins, and `target/release/larder`, which the CLI and fault tests run.
+    build::all()?;
+    // The gateway side: the workspace's default members (root `Cargo.toml`). Not the SDK nor
+    // the plugins: the SDK's `wit-bindgen` macro would bring its own proc-macro dependencies
+    // into this build, change the features of ones wasmtime's macros share (`indexmap`,
+    // `anyhow`), and so build wasmtime a second time (about ten minutes on CI's two cores).
+    let mut cmd = vec!["test", "--release"];
+    if !extra.is_empty() {
+        cmd.push("--");
+        cmd.extend(extra);
+    }
+    build::cargo(&cmd)?;
+    // The unit tests of the crates under `plugins/` (the SDK and the example policies),
+    // natively. In a target directory of their own: in the workspace's, their feature set would
+    // rebuild half the host's dependencies; here they need only the SDK's few (about 20 s from
+    // clean).
+    let root = build::root();
+    let examples = root.join("plugins");
+    let mut cmd = vec!["test", "--release", "--target-dir", "target/plugin-tests"];
+    let crates = plugins::discover(&root);
+    for c in crates.iter().filter(|c| c.dir.starts_with(&examples)) {
+        cmd.extend(["-p", &c.name]);
+    }
+    build::cargo(&cmd)
+}

@@ -17,6 +17,7 @@ use crate::store::{Found, ObjectKey, Storage, StoreError};
 impl Exchange {
     /// The lookup and what follows it, up to the response, for a request the policy looks up
     /// under `base`.
+    #[warn(clippy::large_futures)]
     pub(super) async fn cached(
         &self,
         policy: &PolicyCall<'_>,

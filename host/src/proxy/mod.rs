@@ -2,8 +2,9 @@
 //! each; in the order a request meets them:
 //!
 //! - `normalize.rs`: one spelling per path, before anything reads it.
-//! - this file: [`handle_from`] takes a request, `Exchange::run` dispatches it (no route, a
-//!   write, a POST, a read the policy passes or looks up).
+//! - this file: [`handle_from`] takes a request; `Exchange::run` matches its route
+//!   ([`crate::routes`]) and dispatches it: no route, a write, a POST, a read the policy passes
+//!   or looks up.
 //! - `policy.rs`: calling the route's policy, and what its failure does; `decisions.rs`: reusing
 //!   an `on-request` answer.
 //! - `post.rs`: a POST looked up by its body's digest.

@@ -76,6 +76,11 @@ impl RouteTable {
         &self.routes
     }
 
+    /// The route called `name`, if any (names are unique: the config loader checks).
+    pub fn named(&self, name: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.config.name == name)
+    }
+
     /// The route for `method` and `path`, if any: the one listing `method`, or for an unsafe
     /// method the first of the path's routes that invalidates on writes.
     pub fn find(&self, method: &http::Method, path: &str) -> Option<RouteMatch<'_>> {

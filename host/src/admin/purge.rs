@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::guard::{authorize, refuse};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Snapshot};
 
 /// The request body of a mutating endpoint, once the caller is authorised and the JSON parsed;
 /// otherwise the refusal's status and message. `shape` shows a valid body in the 400 message.
@@ -68,49 +68,11 @@ pub async fn purge(
         Err((status, message)) => return refuse(status, message),
     };
     let snapshot = gw.snapshot();
-    for rp in req.keys.iter().chain(&req.prefixes) {
-        if !snapshot
-            .routes
-            .routes()
-            .iter()
-            .any(|r| r.config.name == rp.route)
-        {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("no route named {:?}", rp.route),
-            );
-        }
-        if rp.parts.is_empty() {
-            return refuse(StatusCode::BAD_REQUEST, "key parts must not be empty");
-        }
+    if let Err(message) = req.check(&snapshot) {
+        return refuse(StatusCode::BAD_REQUEST, message);
     }
-    if req.tags.is_empty() && req.keys.is_empty() && req.prefixes.is_empty() {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "nothing to purge: give tags, keys or prefixes",
-        );
-    }
-    let key_ref = |rp: &RouteParts| KeyRef {
-        route: Some(rp.route.clone()),
-        parts: rp.parts.clone(),
-    };
-    let list: Vec<Invalidation> = req
-        .tags
-        .iter()
-        .map(|t| InvalidationTarget::Tag(t.clone()))
-        .chain(req.keys.iter().map(|k| InvalidationTarget::Key(key_ref(k))))
-        .chain(
-            req.prefixes
-                .iter()
-                .map(|k| InvalidationTarget::Prefix(key_ref(k))),
-        )
-        .map(|target| Invalidation {
-            target,
-            soft: req.soft,
-        })
-        .collect();
     // The route only matters for keys and prefixes, which all name theirs.
-    match crate::proxy::invalidate::apply(&gw, &snapshot, "", &list).await {
+    match crate::proxy::invalidate::apply(&gw, &snapshot, "", &req.invalidations()).await {
         Ok(purged) => {
             tracing::info!(
                 tags = req.tags.len(),
@@ -146,6 +108,51 @@ pub async fn purge(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the store did not take the purge: {e}; nothing was purged, try again"),
         ),
+    }
+}
+
+impl PurgeRequest {
+    /// Why the request cannot be applied, if it cannot: a key or prefix on a route `snapshot`
+    /// does not have, or without parts, or nothing to purge at all.
+    fn check(&self, snapshot: &Snapshot) -> Result<(), String> {
+        for rp in self.keys.iter().chain(&self.prefixes) {
+            if snapshot.routes.named(&rp.route).is_none() {
+                return Err(format!("no route named {:?}", rp.route));
+            }
+            if rp.parts.is_empty() {
+                return Err("key parts must not be empty".to_owned());
+            }
+        }
+        if self.tags.is_empty() && self.keys.is_empty() && self.prefixes.is_empty() {
+            return Err("nothing to purge: give tags, keys or prefixes".to_owned());
+        }
+        Ok(())
+    }
+
+    /// The request as the invalidations a policy would return: tags, then keys, then prefixes.
+    fn invalidations(&self) -> Vec<Invalidation> {
+        let key_ref = |rp: &RouteParts| KeyRef {
+            route: Some(rp.route.clone()),
+            parts: rp.parts.clone(),
+        };
+        self.tags
+            .iter()
+            .map(|t| InvalidationTarget::Tag(t.clone()))
+            .chain(
+                self.keys
+                    .iter()
+                    .map(|k| InvalidationTarget::Key(key_ref(k))),
+            )
+            .chain(
+                self.prefixes
+                    .iter()
+                    .map(|k| InvalidationTarget::Prefix(key_ref(k))),
+            )
+            .map(|target| Invalidation {
+                target,
+                soft: self.soft,
+            })
+            .collect()
     }
 }
 

@@ -87,12 +87,7 @@ pub fn resolve(
             InvalidationTarget::Tag(tag) => out.push(tag_id(tag)),
             InvalidationTarget::Key(k) | InvalidationTarget::Prefix(k) => {
                 let route = k.route.as_deref().unwrap_or(current_route);
-                if !snapshot
-                    .routes
-                    .routes()
-                    .iter()
-                    .any(|r| r.config.name == route)
-                {
+                if snapshot.routes.named(route).is_none() {
                     tracing::warn!(route, "invalidation names an unknown route; skipped");
                     continue;
                 }

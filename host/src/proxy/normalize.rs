@@ -91,7 +91,7 @@ pub fn uri(uri: &mut Uri) -> Result<(), PathError> {
 pub(super) fn refused(gw: &Gateway, started: Instant, error: PathError) -> Response<Body> {
     let status = CacheStatus::forward(Forward::Bypass).detail(error.as_str());
     tracing::debug!(error = %error, "request path refused");
-    let response = super::error_response(
+    let response = super::respond::error_response(
         StatusCode::BAD_REQUEST,
         &status,
         &format!("bad request path: {error}"),

@@ -1,10 +1,14 @@
-//! Phase 4: forwarding to the origin.
+//! Forwarding to the origin.
 //!
 //! One pooled HTTP/1.1 client for the process (keep-alive, `TCP_NODELAY`). Hop-by-hop headers
 //! are removed in both directions (RFC 9110 section 7.6.1): from a request once, when it
 //! arrives ([`admit`]), so that the cache key, the policy and the upstream all see the same
 //! fields; from a response when it comes back. `Host` is set to the upstream's authority, and
 //! `Via` records the hop.
+//!
+//! Every upstream request of the request path (a fill's, a pass-through's, a write's) is
+//! awaited through one method, `Exchange::timed`: its wait is counted and its response head
+//! cleaned there, once.
 //!
 //! The forwarding fields are the gateway's own: `X-Forwarded-For` is the connection's peer,
 //! `X-Forwarded-Host` the request's `Host` (or its URI's authority, for HTTP/2) and
@@ -16,7 +20,8 @@
 
 use std::net::IpAddr;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -143,6 +148,58 @@ impl Upstream {
             Ok(Err(e)) => Err(UpstreamError::Lost(error_chain(&e))),
             Ok(Ok(resp)) => Ok(resp),
         }
+    }
+}
+
+impl super::Exchange {
+    /// Sends this request upstream with `headers` (the client's, or a fill's: see
+    /// [`Upstream::send_with`]), through [`Self::timed`].
+    pub(super) async fn forward(
+        &self,
+        headers: HeaderMap,
+        body: Body,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        self.timed(
+            self.gw
+                .upstream
+                .send_with(&self.parts, self.peer, headers, body, timeout),
+        )
+        .await
+    }
+
+    /// Waits for the response head of an upstream request being `sending`, counts the wait
+    /// (for the request's log line and the route's metrics), and cleans the head (see
+    /// [`from_upstream`]).
+    pub(super) async fn timed(
+        &self,
+        sending: impl Future<Output = Result<Response<Incoming>, UpstreamError>>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let sent = Instant::now();
+        let result = sending.await;
+        let took = sent.elapsed();
+        self.upstream_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.telemetry().upstream(took);
+        result.map(|response| {
+            let (mut parts, body) = response.into_parts();
+            from_upstream(&mut parts.headers);
+            Response::from_parts(parts, body)
+        })
+    }
+}
+
+/// What every upstream response goes through: hop-by-hop fields removed, and a `Date` added
+/// when the origin sent none or an invalid one (RFC 9110 section 6.6.1), so the response's
+/// age can be known.
+fn from_upstream(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+    let valid_date = headers
+        .get(header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| httpdate::parse_http_date(v.trim()).is_ok());
+    if !valid_date {
+        headers.insert(header::DATE, super::conditional::date_now());
     }
 }
 

@@ -1,0 +1,228 @@
+//! Unsafe methods: the write is forwarded, then `on-invalidate` says what it made wrong and
+//! that is purged (`invalidate.rs`), before the client gets its answer.
+//!
+//! In a task of its own, on an owned copy of the exchange: a client that hangs up while the
+//! upstream works does not cancel the invalidation. A write whose outcome is unknown (the
+//! upstream timed out, or the connection broke, after the request was sent) may have happened,
+//! so it invalidates as if it had succeeded.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::header::HeaderMap;
+use http::{Response, StatusCode};
+
+use super::Exchange;
+use super::cache_status::{CacheStatus, Forward};
+use super::invalidate;
+use super::policy::{PolicyCall, PolicyRequest};
+use super::respond::{content_length, error_response, respond, upstream_failed};
+use super::upstream::UpstreamError;
+use crate::config::TierOutage;
+use crate::policy::convert;
+
+/// How long the upstream request of a write that timed out for its client is followed, so
+/// that it is invalidated again when the backend finishes it.
+const WRITE_FOLLOW_UP: Duration = Duration::from_secs(600);
+
+impl Exchange {
+    /// Forwards a write and invalidates what it made wrong, in a task of its own (see the
+    /// module docs); answers what that task answers.
+    pub(super) async fn write_through(
+        &self,
+        policy: &PolicyCall<'_>,
+        body: Body,
+    ) -> Response<Body> {
+        let mut cx = self.detached(self.parts.method.clone());
+        let (route, plugin, limits, req) = (
+            policy.route.clone(),
+            policy.plugin.clone(),
+            policy.limits,
+            policy.req.get().clone(),
+        );
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let policy = PolicyCall {
+                route: &route,
+                plugin: &plugin,
+                limits,
+                req: PolicyRequest::Built(req),
+            };
+            cx.write(&policy, body, answer).await;
+        });
+        match answered.await {
+            Ok((response, upstream_us)) => {
+                self.upstream_us.store(upstream_us, Ordering::Relaxed);
+                response
+            }
+            Err(_) => {
+                tracing::error!(
+                    request_id = self.request_id,
+                    "a write's task ended without an answer"
+                );
+                let status = CacheStatus::forward(Forward::Method).detail("internal");
+                error_response(StatusCode::INTERNAL_SERVER_ERROR, &status, "internal error")
+            }
+        }
+    }
+
+    /// The write itself: upstream, then `on-invalidate` and the purge when the write succeeded
+    /// (2xx, 3xx) or may have; the response goes to `answer`.
+    ///
+    /// A write the upstream does not answer within the route's timeout is not abandoned: the
+    /// client gets its 504 (after the purge), and the upstream request goes on for up to
+    /// [`WRITE_FOLLOW_UP`]. When it ends, the write is invalidated again, so that reads made
+    /// between the timeout and the backend finishing its work cannot keep the old answer cached.
+    async fn write(
+        &mut self,
+        policy: &PolicyCall<'_>,
+        body: Body,
+        answer: tokio::sync::oneshot::Sender<(Response<Body>, u64)>,
+    ) {
+        let route = &policy.route.config;
+        let status = CacheStatus::forward(Forward::Method);
+        let mut call = {
+            let (gw, parts, peer) = (
+                self.gw.clone(),
+                self.detached(self.parts.method.clone()).parts,
+                self.peer,
+            );
+            let limit = route.upstream_timeout.max(WRITE_FOLLOW_UP);
+            tokio::spawn(async move { gw.upstream.send(&parts, peer, body, limit).await })
+        };
+        let mut timed_out = false;
+        let upstream = self
+            .timed(async {
+                match tokio::time::timeout(route.upstream_timeout, &mut call).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(e)) => Err(UpstreamError::Lost(e.to_string())),
+                    Err(_) => {
+                        timed_out = true;
+                        Err(UpstreamError::Timeout(route.upstream_timeout))
+                    }
+                }
+            })
+            .await;
+        let response = self.written(policy, upstream, status).await;
+        let _ = answer.send((response, self.upstream_us.load(Ordering::Relaxed)));
+        if !timed_out {
+            return;
+        }
+        let late = match call.await {
+            Ok(Ok(r)) => {
+                let status = r.status();
+                (status.is_success() || status.is_redirection())
+                    .then(|| convert::response(status, r.headers(), content_length(r.headers())))
+            }
+            Ok(Err(e)) if e.outcome_unknown() => {
+                Some(convert::response(e.status(), &HeaderMap::new(), None))
+            }
+            _ => None,
+        };
+        if let Some(resp) = late {
+            tracing::info!(
+                request_id = self.request_id,
+                "a write that timed out ended upstream; invalidating again"
+            );
+            self.invalidate(policy, &resp, CacheStatus::forward(Forward::Method))
+                .await;
+        }
+    }
+
+    /// Invalidates for the write's outcome and makes the client's response.
+    async fn written(
+        &self,
+        policy: &PolicyCall<'_>,
+        upstream: Result<hyper::Response<hyper::body::Incoming>, UpstreamError>,
+        status: CacheStatus,
+    ) -> Response<Body> {
+        let (rparts, rbody, mut status, upstream_status) = match upstream {
+            Ok(r) => {
+                let (rparts, rbody) = r.into_parts();
+                let status = status.fwd_status(rparts.status.as_u16());
+                let code = rparts.status;
+                (Some(rparts), Some(rbody), status, code)
+            }
+            Err(e) if e.outcome_unknown() => {
+                tracing::warn!(request_id = self.request_id, error = %e, "the outcome of a write is unknown; invalidating as if it succeeded");
+                (None, None, status.detail(e.as_str()), e.status())
+            }
+            Err(e) => return upstream_failed(&e, status),
+        };
+        if upstream_status.is_success() || upstream_status.is_redirection() || rparts.is_none() {
+            let policy_resp = match &rparts {
+                Some(p) => convert::response(p.status, &p.headers, content_length(&p.headers)),
+                // Unknown outcome: the policy sees the status the client gets, and no fields.
+                None => convert::response(upstream_status, &HeaderMap::new(), None),
+            };
+            status = self.invalidate(policy, &policy_resp, status).await;
+        }
+        match (rparts, rbody) {
+            (Some(rparts), Some(rbody)) => respond(rparts, Body::new(rbody), &status, None),
+            _ => error_response(
+                upstream_status,
+                &status,
+                "the upstream did not answer the write; what it invalidates was purged anyway",
+            ),
+        }
+    }
+
+    /// Calls `on-invalidate` and purges what it names; answers `status` with what happened.
+    async fn invalidate(
+        &self,
+        policy: &PolicyCall<'_>,
+        resp: &larder_bindings::types::Response,
+        status: CacheStatus,
+    ) -> CacheStatus {
+        let route = &policy.route.config;
+        let decision = self
+            .ask(policy.plugin.on_invalidate(
+                self.request_id,
+                policy.limits,
+                policy.req.get(),
+                resp,
+            ))
+            .await;
+        let list = match decision {
+            Err(e) => {
+                // The write is done: a policy configured to fail closed has nothing to refuse.
+                self.plugin_error(&e, Some(policy.plugin), route);
+                return status.detail(e.as_str());
+            }
+            Ok(list) if list.is_empty() => return status,
+            Ok(list) => list,
+        };
+        match invalidate::apply(&self.gw, &self.snapshot, &route.name, &list).await {
+            Ok(purged) => {
+                tracing::debug!(
+                    request_id = self.request_id,
+                    tags = purged.generations,
+                    entries = purged.entries,
+                    "invalidated"
+                );
+                status
+            }
+            Err(e) if e.is_pending() => {
+                tracing::warn!(request_id = self.request_id, error = %e, "invalidation pending");
+                self.outlast_tier_trust().await;
+                status.detail("invalidation-pending")
+            }
+            Err(e) => {
+                tracing::error!(request_id = self.request_id, error = %e, "invalidation failed");
+                status.detail("invalidation-failed")
+            }
+        }
+    }
+
+    /// After a purge Redis did not take: waits out the memory tiers' trust window, so that by
+    /// the time the client learns its write is done, every instance whose tier could not hear
+    /// the purge has stopped answering from that tier (see [`crate::store::tiered`]).
+    async fn outlast_tier_trust(&self) {
+        let cache = &self.snapshot.config.cache;
+        if cache.memory_tier_bytes > 0 && cache.memory_tier_outage == TierOutage::Bypass {
+            // A verification is stamped in whole milliseconds: a few more cover the rounding.
+            tokio::time::sleep(cache.memory_tier_trust + Duration::from_millis(5)).await;
+        }
+    }
+}

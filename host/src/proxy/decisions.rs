@@ -8,7 +8,7 @@
 //! calls (the WIT says so), and the host notices a call that logged, asked for the request
 //! body's digest or drew random numbers ([`crate::policy::plugin::CallFacts`]).
 //!
-//! So a GET or HEAD whose method, path, query and headers (every name and value, in order) are
+//! So a GET or HEAD whose method, authority, path, query and headers (every name and value, in order) are
 //! byte for byte those of an earlier request on the same route of the same snapshot (the same
 //! config and plugin versions: the route's name, pattern, settings and plugin are fixed by
 //! it) gets that request's decision, and the storage key derived from it, without a call.
@@ -157,6 +157,14 @@ fn encode(out: &mut Vec<u8>, route: usize, parts: &http::request::Parts) {
     out.clear();
     out.extend_from_slice(&(route as u32).to_le_bytes());
     field(out, parts.method.as_str().as_bytes());
+    // The authority of an HTTP/2 request is in its URI, not a header; it is part of the key.
+    field(
+        out,
+        parts
+            .uri
+            .authority()
+            .map_or(&b""[..], |a| a.as_str().as_bytes()),
+    );
     field(out, parts.uri.path().as_bytes());
     match parts.uri.query() {
         Some(q) => {

@@ -8,7 +8,8 @@
 //!
 //! The modules follow a request's path (see [`proxy`] for the phase chart):
 //!
-//! - [`config`]: the TOML file and environment overrides, validated with file:line errors.
+//! - [`config`]: the TOML file (`raw`), its validation with file:line:column errors
+//!   (`validate`) and the environment overrides (`env`).
 //! - [`routes`]: phase 1, matching method and path to a route.
 //! - [`policy`]: phase 2, the plugin host: engine, sandbox, calls, plugin sets.
 //! - [`store`]: phases 3 and 5, lookup and store; Redis and memory implementations, entry
@@ -22,8 +23,11 @@
 //!   `Host` and `Origin` values.
 //! - [`telemetry`]: what `/metrics`, `/stats` and the dashboard show.
 //! - [`server`]: binding, the proxy's worker threads, graceful shutdown.
+//! - [`cli`]: the `larder` command line: `serve`, `check-config`, and the policy author's
+//!   `plugin new|check|run`; `main.rs` only sets up the process around it.
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod policy;

@@ -7,15 +7,12 @@
 //! - [`sandbox`]: what an instance may touch, and its time and memory limits.
 //! - [`convert`]: the request as the policy sees it, and the checks on what it answers.
 //! - [`set`]: the plugins of one configuration, as a snapshot requests take at entry.
-//! - [`devtool`], [`scaffold`]: the policy author's tools (`larder plugin check|run|new`).
 
 pub mod code_cache;
 pub mod convert;
-pub mod devtool;
 pub mod engine;
 pub mod plugin;
 pub mod sandbox;
-pub mod scaffold;
 pub mod set;
 
 pub use engine::PluginEngine;

@@ -1,10 +1,10 @@
-//! `larder plugin check` and `larder plugin run`: a policy author's loop from the shell.
+//! `larder plugin run`: a policy author's loop from the shell.
 //!
-//! `run` calls a plugin exactly as the gateway would (same engine, same sandbox and limits), but
+//! It calls a plugin exactly as the gateway would (same engine, same sandbox and limits), but
 //! with a request described on the command line, and prints the decisions as JSON, so a policy
 //! can be tried, and tested in the author's own CI, without a gateway, an origin or Redis.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,8 +14,8 @@ use larder_bindings::types::{
 };
 use serde_json::{Value, json};
 
-use super::sandbox::Limits;
-use super::{Plugin, PluginEngine};
+use super::plugin_check::load;
+use crate::policy::sandbox::Limits;
 
 /// Arguments of `larder plugin run`.
 #[derive(Debug, clap::Args)]
@@ -51,38 +51,6 @@ pub struct RunArgs {
     /// Per-call deadline in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub deadline_ms: u64,
-}
-
-async fn load(file: &Path) -> anyhow::Result<Plugin> {
-    let bytes = tokio::fs::read(file)
-        .await
-        .with_context(|| format!("cannot read {}", file.display()))?;
-    let name = file
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("plugin")
-        .to_owned();
-    let engine = PluginEngine::new()?;
-    let plugin = tokio::task::spawn_blocking(move || engine.load(&name, &bytes)).await??;
-    Ok(plugin)
-}
-
-/// Loads and trial-instantiates `file`; describes it.
-pub async fn check(file: &Path) -> anyhow::Result<String> {
-    let plugin = load(file).await?;
-    plugin
-        .trial(Limits {
-            deadline: Duration::from_millis(100),
-            memory: 64 << 20,
-        })
-        .await?;
-    Ok(format!(
-        "{}: ok\n  world:   larder:policy@0.1.0/policy-plugin\n  name:    {}\n  version: {}\n  size:    {} bytes\n  exports: on-request, on-response, on-invalidate",
-        file.display(),
-        plugin.name,
-        plugin.version,
-        plugin.size
-    ))
 }
 
 fn split_pair<'a>(s: &'a str, sep: char, what: &str) -> anyhow::Result<(&'a str, &'a str)> {

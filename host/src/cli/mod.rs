@@ -1,0 +1,153 @@
+//! The `larder` command line: `serve` and `check-config` for operators, and `plugin new`,
+//! `check` and `run` for policy authors.
+//!
+//! The clap definitions and what each command does live here, in the library, so that
+//! `main.rs` only sets up the process (allocator, logging, runtime, exit code):
+//!
+//! - this file: the commands and their flags, `serve` (start, wait for a signal, drain) and
+//!   `check-config`.
+//! - [`plugin_new`]: `larder plugin new`, a policy crate that builds on the first try.
+//! - [`plugin_check`]: `larder plugin check`, is this `.wasm` a policy for this gateway.
+//! - [`plugin_run`]: `larder plugin run`, one call of a policy with a request from the command
+//!   line, its decisions printed as JSON.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, EnvOverrides};
+
+pub mod plugin_check;
+pub mod plugin_new;
+pub mod plugin_run;
+
+#[derive(Parser)]
+#[command(
+    name = "larder",
+    version,
+    about = "A caching gateway whose cache policies are WebAssembly components"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "human",
+        env = "LARDER_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The config file.
+        #[arg(long, short, default_value = "larder.toml", env = "LARDER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check a config file and exit (0 when it is valid).
+    CheckConfig {
+        #[arg(long, short, default_value = "larder.toml")]
+        config: PathBuf,
+    },
+    /// Tools for policy authors.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Create a policy crate (Cargo.toml, src/lib.rs with tests, README.md) that builds with
+    /// `cargo build --release --target wasm32-wasip2`.
+    New(plugin_new::NewArgs),
+    /// Check that a .wasm file is a policy component for this gateway and list its exports.
+    Check { file: PathBuf },
+    /// Call a policy with a request (and optionally a response) and print its decisions as JSON.
+    Run(plugin_run::RunArgs),
+}
+
+/// Runs `command` to its end; what it prints goes to stdout, logs to stderr.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { config } => serve(config).await,
+        Command::CheckConfig { config } => {
+            let loaded = Config::load(&config, &EnvOverrides::from_env())?;
+            for note in loaded.notes() {
+                println!("{}: note: {note}", config.display());
+            }
+            println!("{}: ok", config.display());
+            Ok(())
+        }
+        Command::Plugin { command } => match command {
+            PluginCommand::New(args) => {
+                let cwd = std::env::current_dir().context("no current directory")?;
+                let created = plugin_new::new_plugin(&args, &cwd)?;
+                println!("{created}");
+                Ok(())
+            }
+            PluginCommand::Check { file } => {
+                let report = plugin_check::check(&file).await?;
+                println!("{report}");
+                Ok(())
+            }
+            PluginCommand::Run(args) => {
+                let out = plugin_run::run(args).await?;
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                Ok(())
+            }
+        },
+    }
+}
+
+/// `larder serve`: start, then on Ctrl-C or SIGTERM finish the requests in flight and return.
+async fn serve(path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&path, &EnvOverrides::from_env())?;
+    let running = crate::start(config)
+        .await
+        .with_context(|| format!("cannot start with {}", path.display()))?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing requests in flight");
+    running.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Logs go to stderr, filtered by `LARDER_LOG` (default `info`), as text or JSON lines.
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LARDER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,46 @@
+//! `larder plugin check`: is this `.wasm` file a policy component this gateway can load?
+//!
+//! It loads the file with the gateway's own engine and trial-instantiates it in the sandbox, so
+//! an `ok` here means the gateway will accept it, and an error is the one the gateway would give.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::policy::sandbox::Limits;
+use crate::policy::{Plugin, PluginEngine};
+
+/// Compiles `file` with a fresh engine, off the async threads; the plugin is named by the file
+/// stem, as the gateway names it.
+pub(super) async fn load(file: &Path) -> anyhow::Result<Plugin> {
+    let bytes = tokio::fs::read(file)
+        .await
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin")
+        .to_owned();
+    let engine = PluginEngine::new()?;
+    let plugin = tokio::task::spawn_blocking(move || engine.load(&name, &bytes)).await??;
+    Ok(plugin)
+}
+
+/// Loads and trial-instantiates `file`; describes it.
+pub async fn check(file: &Path) -> anyhow::Result<String> {
+    let plugin = load(file).await?;
+    plugin
+        .trial(Limits {
+            deadline: Duration::from_millis(100),
+            memory: 64 << 20,
+        })
+        .await?;
+    Ok(format!(
+        "{}: ok\n  world:   larder:policy@0.1.0/policy-plugin\n  name:    {}\n  version: {}\n  size:    {} bytes\n  exports: on-request, on-response, on-invalidate",
+        file.display(),
+        plugin.name,
+        plugin.version,
+        plugin.size
+    ))
+}

@@ -1,0 +1,367 @@
+//! `larder plugin new`: a policy crate that builds on the first try.
+//!
+//! Why a generator and not a page of instructions: a policy crate has four details that each
+//! break the first build when wrong, and none of them is about caching. The crate type must be
+//! `cdylib` (or no `.wasm` comes out); the SDK must be found (by the workspace, or by path from
+//! anywhere else); the crate must belong to exactly one workspace (inside a workspace whose
+//! members do not list it, cargo refuses to build it; outside, it needs a `[workspace]` table of
+//! its own); and the dependency versions must be ones the SDK builds with. The generator gets
+//! those right, and the code it writes shows the four decisions a policy makes (key, TTL, tags,
+//! invalidation) with comments and native tests, so an author starts by editing, not by
+//! reading.
+//!
+//! Two layouts:
+//! - **member**: the new directory is matched by the `members` of an enclosing workspace that
+//!   has `larder-sdk` in `[workspace.dependencies]` (this repository's `plugins/NAME`): the
+//!   crate inherits the SDK, lints and versions from it.
+//! - **standalone**: anywhere else. The crate is its own workspace, depends on the SDK by path
+//!   (`--sdk`, or found next to the current directory or the `larder` binary), gets a size-
+//!   optimised release profile, and a copy of the SDK workspace's `Cargo.lock`, so it resolves
+//!   the versions the SDK was tested with, offline.
+
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+mod manifest;
+mod name;
+mod workspace;
+
+use manifest::{member_manifest, standalone_manifest};
+use name::type_name;
+pub use name::validate_name;
+use workspace::{Workspace, enclosing_workspace, find_sdk, sdk_at, sdk_workspace_lock};
+
+const LIB_TEMPLATE: &str = include_str!("plugin_new/lib.rs.tmpl");
+const README_TEMPLATE: &str = include_str!("plugin_new/README.md.tmpl");
+
+/// Arguments of `larder plugin new`.
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// The plugin's name: lower-case letters, digits and `-`, starting with a letter. It is the
+    /// crate's name and the `<name>.wasm` file routes refer to (`plugin = "<name>"`).
+    pub name: String,
+    /// The directory to create (default: `./<name>`). It must not exist.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The larder-sdk crate (`plugins/sdk` of a Larder checkout) for a crate outside the
+    /// Larder workspace. Default: found from the current directory or the `larder` binary.
+    #[arg(long)]
+    pub sdk: Option<PathBuf>,
+}
+
+/// What `new` created.
+#[derive(Debug)]
+pub struct Created {
+    pub dir: PathBuf,
+    pub files: Vec<PathBuf>,
+    /// Where `cargo build --release --target wasm32-wasip2` puts the component, relative to
+    /// `dir`.
+    pub wasm: PathBuf,
+    /// The workspace the crate joined, or `None` for a standalone crate.
+    pub workspace: Option<PathBuf>,
+    /// The SDK a standalone crate depends on.
+    pub sdk: Option<PathBuf>,
+}
+
+impl std::fmt::Display for Created {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "created {}", self.dir.display())?;
+        for file in &self.files {
+            writeln!(f, "  {}", file.display())?;
+        }
+        match (&self.workspace, &self.sdk) {
+            (Some(ws), _) => writeln!(f, "a member of the workspace at {}", ws.display())?,
+            (None, Some(sdk)) => writeln!(
+                f,
+                "a standalone crate, using the larder-sdk at {}",
+                sdk.display()
+            )?,
+            (None, None) => {}
+        }
+        writeln!(f, "\nnext:")?;
+        writeln!(f, "  cd {}", self.dir.display())?;
+        writeln!(f, "  cargo test")?;
+        writeln!(f, "  cargo build --release --target wasm32-wasip2")?;
+        writeln!(f, "  larder plugin check {}", self.wasm.display())?;
+        write!(
+            f,
+            "  larder plugin run {} --route '/items/{{id}}' --path /items/42 --header 'X-Tenant: acme' --status 200",
+            self.wasm.display()
+        )
+    }
+}
+
+/// Creates the crate. `cwd` is the directory relative paths are resolved against, and where
+/// the SDK is looked for first.
+pub fn new_plugin(args: &NewArgs, cwd: &Path) -> anyhow::Result<Created> {
+    validate_name(&args.name)?;
+    let dir = new_dir(args, cwd)?;
+    let layout = layout(args, cwd, &dir)?;
+    let (wasm, files) = files(args, &dir, &layout);
+    write(&dir, &files)?;
+    Ok(Created {
+        dir,
+        files: files.into_iter().map(|(p, _)| p).collect(),
+        wasm,
+        workspace: match &layout {
+            Layout::Member(ws) => Some(ws.root().to_owned()),
+            Layout::Standalone { .. } => None,
+        },
+        sdk: match layout {
+            Layout::Member(_) => None,
+            Layout::Standalone { sdk } => Some(sdk),
+        },
+    })
+}
+
+enum Layout {
+    Member(Workspace),
+    Standalone { sdk: PathBuf },
+}
+
+/// The directory to create: absolute, in an existing parent (canonical), and not there yet.
+fn new_dir(args: &NewArgs, cwd: &Path) -> anyhow::Result<PathBuf> {
+    let dir = absolute(cwd, args.dir.as_deref().unwrap_or(Path::new(&args.name)));
+    if dir.exists() || dir.symlink_metadata().is_ok() {
+        bail!(
+            "{} already exists: `larder plugin new` never overwrites; choose another name or --dir",
+            dir.display()
+        );
+    }
+    let parent = dir
+        .parent()
+        .with_context(|| format!("{} has no parent directory", dir.display()))?;
+    if !parent.is_dir() {
+        bail!(
+            "{} does not exist: create it first, or choose another --dir",
+            parent.display()
+        );
+    }
+    let parent = parent
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", parent.display()))?;
+    Ok(parent.join(dir.file_name().context("--dir has no final component")?))
+}
+
+/// A member of the workspace whose `members` cover `dir` (which must name the SDK), else a
+/// standalone crate with the SDK from `--sdk` or found on disk.
+fn layout(args: &NewArgs, cwd: &Path, dir: &Path) -> anyhow::Result<Layout> {
+    if let Some(ws) = enclosing_workspace(dir)?
+        && ws.has_member(dir)
+    {
+        if !ws.has_sdk {
+            bail!(
+                "{} would be a member of the workspace {}, which has no `larder-sdk` in [workspace.dependencies]: add `larder-sdk = {{ path = \".../plugins/sdk\" }}` there, or choose a --dir outside that workspace",
+                dir.display(),
+                ws.manifest.display()
+            );
+        }
+        if args.sdk.is_some() {
+            bail!(
+                "--sdk applies to a crate outside a workspace; {} joins the workspace {}, which names its larder-sdk itself",
+                dir.display(),
+                ws.manifest.display()
+            );
+        }
+        return Ok(Layout::Member(ws));
+    }
+    let sdk = match &args.sdk {
+        Some(p) => sdk_at(&absolute(cwd, p)).with_context(|| {
+            format!(
+                "--sdk {}: not the larder-sdk crate (expected plugins/sdk of a Larder checkout, or the checkout)",
+                p.display()
+            )
+        })?,
+        None => find_sdk(cwd)?,
+    };
+    Ok(Layout::Standalone { sdk })
+}
+
+/// The crate's files, and where its component will be built (relative to `dir`).
+fn files(args: &NewArgs, dir: &Path, layout: &Layout) -> (PathBuf, Vec<(PathBuf, String)>) {
+    let lib = args.name.replace('-', "_");
+    let (manifest, wasm, where_) = match layout {
+        Layout::Member(ws) => {
+            let target = ws.root().join("target");
+            (
+                member_manifest(&args.name, ws),
+                relative(dir, &target)
+                    .join("wasm32-wasip2/release")
+                    .join(format!("{lib}.wasm")),
+                format!(
+                    "It is a member of the workspace at `{}`, and gets the SDK from it.",
+                    relative(dir, ws.root()).display()
+                ),
+            )
+        }
+        Layout::Standalone { sdk } => (
+            standalone_manifest(&args.name, sdk),
+            PathBuf::from("target/wasm32-wasip2/release").join(format!("{lib}.wasm")),
+            format!(
+                "It is a workspace of its own and uses the SDK at `{}` (see `Cargo.toml`).",
+                sdk.display()
+            ),
+        ),
+    };
+    let wasm_str = wasm.to_string_lossy();
+    let substitute = |t: &str| {
+        t.replace("__NAME__", &args.name)
+            .replace("__TYPE__", &type_name(&args.name))
+            .replace("__LIB__", &lib)
+            .replace("__WASM__", &wasm_str)
+            .replace("__WHERE__", &where_)
+    };
+
+    let mut files: Vec<(PathBuf, String)> = vec![
+        ("Cargo.toml".into(), manifest),
+        ("src/lib.rs".into(), substitute(LIB_TEMPLATE)),
+        ("README.md".into(), substitute(README_TEMPLATE)),
+    ];
+    if let Layout::Standalone { sdk } = layout {
+        files.push((".gitignore".into(), "/target\n".into()));
+        // The SDK's workspace lock pins the versions the SDK is built and tested with; cargo
+        // keeps the entries this crate needs and drops the rest on the first build.
+        if let Some(lock) = sdk_workspace_lock(sdk) {
+            files.push(("Cargo.lock".into(), lock));
+        }
+    }
+    (wasm, files)
+}
+
+/// Create the directory last thing before writing, and remove it if a write fails, so a
+/// failure never leaves a half-made crate that the next attempt would refuse to overwrite.
+fn write(dir: &Path, files: &[(PathBuf, String)]) -> anyhow::Result<()> {
+    std::fs::create_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let written = (|| -> anyhow::Result<()> {
+        std::fs::create_dir(dir.join("src"))?;
+        for (path, text) in files {
+            std::fs::write(dir.join(path), text)
+                .with_context(|| format!("cannot write {}", dir.join(path).display()))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(dir);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn absolute(cwd: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        cwd.join(p)
+    }
+}
+
+/// `to` relative to `from` (both absolute, canonical).
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<Component> = from.components().collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for c in &to[common..] {
+        out.push(c);
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_climb_then_descend() {
+        assert_eq!(
+            relative(Path::new("/w/plugins/new"), Path::new("/w/target")),
+            PathBuf::from("../../target")
+        );
+        assert_eq!(
+            relative(Path::new("/w"), Path::new("/w")),
+            PathBuf::from(".")
+        );
+    }
+
+    #[test]
+    fn an_existing_directory_is_never_overwritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("taken")).unwrap();
+        std::fs::write(tmp.path().join("taken/keep.txt"), "mine").unwrap();
+        let args = NewArgs {
+            name: "taken".into(),
+            dir: None,
+            sdk: None,
+        };
+        let err = new_plugin(&args, tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("already exists"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("taken/keep.txt")).unwrap(),
+            "mine"
+        );
+    }
+
+    #[test]
+    fn a_standalone_crate_names_the_sdk_and_is_its_own_workspace() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk");
+        let args = NewArgs {
+            name: "my-policy".into(),
+            dir: None,
+            sdk: Some(sdk.clone()),
+        };
+        let created = new_plugin(&args, tmp.path()).unwrap();
+        let manifest = std::fs::read_to_string(created.dir.join("Cargo.toml")).unwrap();
+        let doc: toml::Table = toml::from_str(&manifest).unwrap();
+        assert!(doc.contains_key("workspace"), "{manifest}");
+        assert_eq!(
+            doc["dependencies"]["larder-sdk"]["path"].as_str(),
+            Some(sdk.canonicalize().unwrap().to_str().unwrap())
+        );
+        assert_eq!(doc["lib"]["crate-type"][0].as_str(), Some("cdylib"));
+        let lib = std::fs::read_to_string(created.dir.join("src/lib.rs")).unwrap();
+        assert!(lib.contains("pub struct MyPolicy;"));
+        assert!(lib.contains("larder_sdk::export_policy!(MyPolicy);"));
+        assert!(!lib.contains("__"), "a placeholder is left in src/lib.rs");
+        let readme = std::fs::read_to_string(created.dir.join("README.md")).unwrap();
+        assert!(readme.contains("target/wasm32-wasip2/release/my_policy.wasm"));
+        assert!(!readme.contains("__NAME__") && !readme.contains("__WASM__"));
+        assert!(created.dir.join("Cargo.lock").is_file());
+    }
+
+    #[test]
+    fn a_crate_in_a_workspace_with_the_sdk_joins_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("plugins")).unwrap();
+        std::fs::write(
+            tmp.path().join("Cargo.toml"),
+            "[workspace]\nmembers = [\"plugins/*\"]\n[workspace.dependencies]\nlarder-sdk = { path = \"sdk\" }\n",
+        )
+        .unwrap();
+        let args = NewArgs {
+            name: "docs".into(),
+            dir: Some("plugins/docs".into()),
+            sdk: None,
+        };
+        let created = new_plugin(&args, tmp.path()).unwrap();
+        let manifest = std::fs::read_to_string(created.dir.join("Cargo.toml")).unwrap();
+        let doc: toml::Table = toml::from_str(&manifest).unwrap();
+        assert!(!doc.contains_key("workspace"), "{manifest}");
+        assert_eq!(
+            doc["dependencies"]["larder-sdk"]["workspace"].as_bool(),
+            Some(true)
+        );
+        assert_eq!(
+            created.wasm,
+            PathBuf::from("../../target/wasm32-wasip2/release/docs.wasm")
+        );
+        assert!(!created.dir.join("Cargo.lock").exists());
+    }
+}

@@ -15,6 +15,7 @@ mod invalidation;
 mod invalidation_faults;
 mod memory_tier;
 mod observability;
+mod policy_interface;
 mod redis_cluster;
 mod redis_resilience;
 mod reload;

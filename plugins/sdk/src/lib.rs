@@ -81,7 +81,9 @@ pub mod settings;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        // The current version's file alone: `wit/deps/` holds the older versions, which a
+        // plugin built with this SDK does not target.
+        path: "../../wit/policy.wit",
         world: "policy-plugin",
         pub_export_macro: true,
         export_macro_name: "__export_policy_plugin",

@@ -47,7 +47,8 @@ pub struct MissingPlugin {
 }
 
 impl Snapshot {
-    /// Loads the plugins for `config`, reusing unchanged ones from `previous`.
+    /// Loads the plugins for `config`, reusing unchanged ones from `previous`, and has each
+    /// route's policy check the route's settings.
     pub async fn build(
         config: Arc<Config>,
         engine: &PluginEngine,
@@ -62,6 +63,9 @@ impl Snapshot {
             default_limits(&config),
         )
         .await;
+        plugins
+            .check_settings(&config, default_limits(&config))
+            .await?;
         let telemetry = routes
             .routes()
             .iter()

@@ -487,7 +487,7 @@ fn loading_errors_say_what_to_do() {
     std::fs::write(&empty, b"\0asm\x0d\0\x01\0").unwrap();
     let err = check_fails(&empty);
     assert!(
-        err.contains("does not export `larder:policy/policy@0.1.0` (it exports nothing)")
+        err.contains("does not export `larder:policy/policy@0.2.0` (it exports nothing")
             && err.contains("larder_sdk::export_policy!"),
         "{err}"
     );
@@ -495,26 +495,26 @@ fn loading_errors_say_what_to_do() {
     // Built against a newer WIT: the export, or the host import, of another version.
     let newer = patched(
         "standard",
-        "larder:policy/policy@0.1.0",
         "larder:policy/policy@0.2.0",
+        "larder:policy/policy@0.9.0",
         dir.path(),
     );
     let err = check_fails(&newer);
     assert!(
-        err.contains("exports `larder:policy/policy@0.2.0`, but this gateway calls `larder:policy/policy@0.1.0`")
+        err.contains("exports `larder:policy/policy@0.9.0`, a version of the larder:policy WIT this gateway does not know (it loads 0.2.0 and 0.1.0)")
             && err.contains("rebuild it with the larder-sdk of this gateway"),
         "{err}"
     );
     let newer_host = patched(
         "analysis-policy",
-        "larder:policy/host@0.1.0",
+        "larder:policy/host@0.2.0",
         "larder:policy/host@0.9.0",
         dir.path(),
     );
     let err = check_fails(&newer_host);
     assert!(
         err.contains(
-            "imports `larder:policy/host@0.9.0`, but this gateway provides `larder:policy@0.1.0`"
+            "imports `larder:policy/host@0.9.0`, but this gateway provides the larder:policy WIT in versions 0.2.0 and 0.1.0"
         ),
         "{err}"
     );

@@ -22,6 +22,7 @@ mod invalidation_faults;
 mod memory_tier;
 mod observability;
 mod plugin_calls;
+mod policy_interface;
 mod redis_cluster;
 mod redis_resilience;
 mod reload;

@@ -154,6 +154,72 @@ async fn a_route_added_to_the_config_file_takes_effect() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_the_policy_refuses_are_refused_at_reload_and_the_previous_config_keeps_serving() {
+    let settings = |text: &str| format!("{CONFIG}[route.settings]\n{text}\n");
+    let h = Harness::with_routes(
+        &settings("ttl = 600"),
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        with_policy("analysis-policy"),
+    )
+    .await;
+    h.get(PATH).await;
+    assert!(h.get(PATH).await.is_hit());
+    let good = policy_version(&h).await;
+
+    let refused = |what: &'static str, reason: &'static str| {
+        let h = &h;
+        let good = &good;
+        async move {
+            let reload = h.reload().await;
+            assert_eq!(reload.status, 422, "{what}: {}", reload.text());
+            let body = reload.json();
+            let error = body["error"].as_str().unwrap_or_default();
+            assert!(
+                error.contains(
+                    "larder.toml:5: route \"repository\": plugin \"policy\" refused the route's settings: "
+                ) && error.contains(reason),
+                "{what}: {error}"
+            );
+            assert_eq!(body["kept"], "the running configuration and plugins");
+            // The client sees the previous configuration: its entry, its plugin.
+            assert!(h.get(PATH).await.is_hit(), "{what}");
+            assert_eq!(
+                policy_version(h).await["version"],
+                good["version"],
+                "{what}: the previous version keeps serving"
+            );
+        }
+    };
+
+    // A value the policy cannot read, and a misspelt name.
+    std::fs::write(h.config_path(), settings("ttl = \"ten minutes\"")).unwrap();
+    refused(
+        "a bad value",
+        "setting `ttl` = \"ten minutes\" is not a valid u32",
+    )
+    .await;
+    std::fs::write(h.config_path(), settings("tll = 600")).unwrap();
+    refused("a misspelt name", "unknown setting `tll`").await;
+
+    // A new plugin file that does not read the running settings is refused with them.
+    std::fs::write(h.config_path(), settings("ttl = 600")).unwrap();
+    replace_policy(&h, &std::fs::read(plugins::path("standard")).unwrap());
+    refused("a plugin that does not know `ttl`", "unknown setting `ttl`").await;
+
+    // Fixed: the reload goes through.
+    replace_policy(
+        &h,
+        &std::fs::read(plugins::path("analysis-policy")).unwrap(),
+    );
+    std::fs::write(h.config_path(), settings("ttl = 60")).unwrap();
+    let reload = h.reload().await;
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    assert!(h.get(PATH).await.is_hit());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_request_fails_while_plugins_reload_under_load() {
     let h = Arc::new(
         Harness::with_routes(

@@ -9,6 +9,7 @@ use larder_bindings::types::{
     ResponseDecision,
 };
 
+use crate::config::RouteConfig;
 use crate::routes::RouteMatch;
 
 /// Limits on what a policy may ask for, so one bad plugin cannot bloat Redis.
@@ -36,15 +37,21 @@ pub fn request(parts: &http::request::Parts, matched: &RouteMatch<'_>) -> Reques
                 value: value.clone(),
             })
             .collect(),
-        settings: config
-            .settings
-            .iter()
-            .map(|(name, value)| Param {
-                name: name.clone(),
-                value: value.clone(),
-            })
-            .collect(),
+        settings: settings(config),
     }
+}
+
+/// A route's `[route.settings]` as the policy sees them, in `request.settings` and
+/// `check-settings`.
+pub fn settings(route: &RouteConfig) -> Vec<Param> {
+    route
+        .settings
+        .iter()
+        .map(|(name, value)| Param {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect()
 }
 
 /// Builds the policy's view of an upstream response.

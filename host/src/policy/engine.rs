@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use larder_bindings::PolicyPluginPre;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
 use super::code_cache::CodeCache;
 use super::sandbox::{CallState, TICK};
+use super::world::{self, Pre, WitVersion};
 use super::{Plugin, PluginError};
 
 /// The largest linear memory a plugin instance can have, whatever `plugins.memory_limit` says
@@ -81,8 +81,8 @@ impl PluginEngine {
         // WASI preview 2, linked so that std-built guests instantiate; the per-call context
         // grants nothing (see `sandbox`).
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasm_error)?;
-        larder_bindings::add_host_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
-            .map_err(wasm_error)?;
+        // The host's functions under the name of every WIT version the gateway loads.
+        world::add_host_to_linker(&mut linker).map_err(wasm_error)?;
 
         // The ticker: a plain thread, not a tokio task, so that a saturated runtime cannot
         // delay it and stretch every deadline. It stops when the last engine clone is dropped.
@@ -144,16 +144,17 @@ impl PluginEngine {
             plugin: name.to_owned(),
             reason,
         };
-        check_world(&self.engine, &component).map_err(world)?;
+        let wit = world::check_world(&self.engine, &component).map_err(world)?;
         // What `check_world` lets through and the linker still refuses: a function or type
         // whose signature differs from this gateway's WIT.
         let world = |e: wasmtime::Error| {
             world(format!(
-                "{e:#} (rebuild it with the larder-sdk of this gateway, whose wit/ defines `{WIT_PACKAGE}`)"
+                "{e:#} (rebuild it with the larder-sdk of this gateway, whose wit/ defines `{}`)",
+                WitVersion::CURRENT.package()
             ))
         };
         let pre = self.linker.instantiate_pre(&component).map_err(world)?;
-        let pre = PolicyPluginPre::new(pre).map_err(world)?;
+        let pre = Pre::new(wit, pre).map_err(world)?;
         Ok(Plugin::new(
             name.into(),
             version,
@@ -164,10 +165,6 @@ impl PluginEngine {
         ))
     }
 }
-
-/// The WIT package this gateway implements, and the interface a policy must export.
-pub const WIT_PACKAGE: &str = "larder:policy@0.1.0";
-pub const POLICY_EXPORT: &str = "larder:policy/policy@0.1.0";
 
 /// Why `bytes` is not a binary component at all, in words that say what to do; `None` when
 /// it has a component's header (whether the rest is valid is the compiler's to say).
@@ -205,54 +202,6 @@ pub fn not_a_component(bytes: &[u8]) -> Option<String> {
             bytes.len()
         )),
     }
-}
-
-/// Checks a component's imports and exports against the `larder:policy@0.1.0` world by name,
-/// so that the common mistakes get a message that says what to do rather than the linker's
-/// (which names one missing item at a time and not why it is missing).
-fn check_world(engine: &Engine, component: &Component) -> Result<(), String> {
-    let ty = component.component_type();
-    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
-    if !exports.contains(&POLICY_EXPORT) {
-        if let Some(other) = exports
-            .iter()
-            .find(|e| e.starts_with("larder:policy/policy"))
-        {
-            return Err(format!(
-                "the component exports `{other}`, but this gateway calls `{POLICY_EXPORT}`: it was built against another version of the larder:policy WIT; rebuild it with the larder-sdk of this gateway (whose wit/ defines `{WIT_PACKAGE}`)"
-            ));
-        }
-        let list = if exports.is_empty() {
-            "it exports nothing".to_owned()
-        } else {
-            format!("it exports {}", quoted_list(&exports))
-        };
-        return Err(format!(
-            "the component does not export `{POLICY_EXPORT}` ({list}): implement `larder_sdk::Policy` for a type and register it once with `larder_sdk::export_policy!(YourType)`"
-        ));
-    }
-    for (import, _) in ty.imports(engine) {
-        if let Some(rest) = import.strip_prefix("larder:policy/") {
-            if !rest.ends_with("@0.1.0") {
-                return Err(format!(
-                    "the component imports `{import}`, but this gateway provides `{WIT_PACKAGE}`: it was built against another version of the larder:policy WIT; rebuild it with the larder-sdk of this gateway"
-                ));
-            }
-        } else if !import.starts_with("wasi:") {
-            return Err(format!(
-                "the component imports `{import}`, which a policy cannot have (the gateway provides WASI 0.2, granting nothing, and `larder:policy/host@0.1.0`): remove the dependency that needs it"
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn quoted_list(items: &[&str]) -> String {
-    items
-        .iter()
-        .map(|i| format!("`{i}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The first 12 hex digits of the BLAKE3 hash of a plugin file: its version in logs and
@@ -300,9 +249,10 @@ mod tests {
             .expect("an empty component is refused")
             .to_string();
         assert!(
-            err.starts_with("plugin empty: does not fit the larder:policy@0.1.0 world")
-                && err
-                    .contains("does not export `larder:policy/policy@0.1.0` (it exports nothing)")
+            err.starts_with("plugin empty: does not fit a larder:policy world")
+                && err.contains(
+                    "does not export `larder:policy/policy@0.2.0` (it exports nothing; a plugin built against an older WIT exports `larder:policy/policy@0.1.0`)"
+                )
                 && err.contains("larder_sdk::export_policy!(YourType)"),
             "{err}"
         );

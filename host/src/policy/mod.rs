@@ -3,6 +3,8 @@
 //! - [`code_cache`]: compiled code kept on disk, so unchanged plugins load without compiling.
 //! - [`engine`]: one wasmtime `Engine` and `Linker` for the process; compiling a plugin and
 //!   pre-instantiating it happen here, off the request path.
+//! - [`world`]: the versions of the WIT the gateway loads (0.1.0 and 0.2.0), and calls that
+//!   work for each.
 //! - [`plugin`]: a loaded plugin and its three calls, each in a fresh sandboxed instance.
 //! - [`sandbox`]: what an instance may touch, and its time and memory limits.
 //! - [`convert`]: the request as the policy sees it, and the checks on what it answers.
@@ -14,10 +16,15 @@ pub mod engine;
 pub mod plugin;
 pub mod sandbox;
 pub mod set;
+pub mod world;
 
 pub use engine::PluginEngine;
+/// The types a policy takes and gives (the same for every WIT version), for callers outside the
+/// gateway, such as tests, that have no `larder-bindings` dependency of their own.
+pub use larder_bindings::types;
 pub use plugin::Plugin;
-pub use set::PluginSet;
+pub use set::{PluginSet, SettingsRefused};
+pub use world::WitVersion;
 
 /// Why a plugin could not be loaded or could not answer. Every variant names the plugin.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +38,9 @@ pub enum PluginError {
     /// The file is not a component, or not a valid one. `reason` says what to do.
     #[error("plugin {plugin}: not a valid WebAssembly component: {reason}")]
     Compile { plugin: String, reason: String },
-    /// A component, but not of the `larder:policy@0.1.0` world. `reason` says what to do.
-    #[error("plugin {plugin}: does not fit the larder:policy@0.1.0 world: {reason}")]
+    /// A component, but not of a `larder:policy` world this gateway loads (see
+    /// [`world::WitVersion`]). `reason` says what to do.
+    #[error("plugin {plugin}: does not fit a larder:policy world this gateway loads: {reason}")]
     World { plugin: String, reason: String },
     #[error("plugin {plugin}@{version}: failed to instantiate: {reason}")]
     Instantiate {

@@ -4,13 +4,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use larder_bindings::types::{Invalidation, Request, RequestDecision, Response, ResponseDecision};
-use larder_bindings::{PolicyPlugin, PolicyPluginPre};
+use larder_bindings::types::{
+    Invalidation, Param, Request, RequestDecision, Response, ResponseDecision,
+};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::PluginError;
 use super::convert;
 use super::sandbox::{CallState, Limits};
+use super::world::{Instance, Pre, WitVersion};
 
 /// A compiled, linked and checked plugin. Cheap to share; requests hold it through the
 /// [`super::PluginSet`] snapshot they took at entry, so a reload never pulls it away mid-call.
@@ -20,7 +22,7 @@ pub struct Plugin {
     pub version: String,
     pub size: usize,
     pub loaded_at: SystemTime,
-    pre: PolicyPluginPre<CallState>,
+    pre: Pre,
     engine: Engine,
     errors: AtomicU64,
     /// Instances that served a call successfully, ready for the next.
@@ -30,7 +32,7 @@ pub struct Plugin {
 /// An instance between calls, with the store it lives in.
 struct Idle {
     store: Store<CallState>,
-    instance: PolicyPlugin,
+    instance: Instance,
     calls: u32,
 }
 
@@ -57,7 +59,7 @@ impl Plugin {
         version: String,
         size: usize,
         loaded_at: SystemTime,
-        pre: PolicyPluginPre<CallState>,
+        pre: Pre,
         engine: Engine,
     ) -> Self {
         Self {
@@ -70,6 +72,12 @@ impl Plugin {
             errors: AtomicU64::new(0),
             idle: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The version of the `larder:policy` WIT the plugin was built against (the one it
+    /// exports).
+    pub fn wit_version(&self) -> WitVersion {
+        self.pre.version()
     }
 
     /// Counts a failed call (trap, deadline, memory, malformed answer).
@@ -91,6 +99,23 @@ impl Plugin {
     /// code traps or whose memory does not fit.
     pub async fn trial(&self, limits: Limits) -> Result<(), PluginError> {
         self.run(0, limits, async |_, _| Ok(())).await
+    }
+
+    /// `check-settings` for `route`: `Ok(Err(reason))` when the policy refuses the settings.
+    /// A plugin built against 0.1.0 has no such export and accepts any settings.
+    pub async fn check_settings(
+        &self,
+        limits: Limits,
+        route: &str,
+        settings: &[Param],
+    ) -> Result<Result<(), String>, PluginError> {
+        if self.wit_version() < WitVersion::V0_2 {
+            return Ok(Ok(()));
+        }
+        self.run(0, limits, async |store, p| {
+            p.check_settings(store, route, settings).await
+        })
+        .await
     }
 
     pub async fn on_request(
@@ -117,7 +142,7 @@ impl Plugin {
     ) -> Result<(RequestDecision, CallFacts), PluginError> {
         let (decision, facts) = self
             .run_with(request_id, limits, body_digest, async |store, p| {
-                p.larder_policy_policy().call_on_request(store, req).await
+                p.on_request(store, req).await
             })
             .await?;
         convert::check_request_decision(&decision).map_err(|r| self.malformed(r))?;
@@ -134,9 +159,7 @@ impl Plugin {
     ) -> Result<ResponseDecision, PluginError> {
         let (decision, _) = self
             .run_with(request_id, limits, body_digest, async |store, p| {
-                p.larder_policy_policy()
-                    .call_on_response(store, req, resp)
-                    .await
+                p.on_response(store, req, resp).await
             })
             .await?;
         convert::check_response_decision(&decision).map_err(|r| self.malformed(r))?;
@@ -152,9 +175,7 @@ impl Plugin {
     ) -> Result<Vec<Invalidation>, PluginError> {
         let list = self
             .run(request_id, limits, async |store, p| {
-                p.larder_policy_policy()
-                    .call_on_invalidate(store, req, resp)
-                    .await
+                p.on_invalidate(store, req, resp).await
             })
             .await?;
         convert::check_invalidations(&list).map_err(|r| self.malformed(r))?;
@@ -166,7 +187,7 @@ impl Plugin {
         &self,
         request_id: u64,
         limits: Limits,
-        call: impl AsyncFnOnce(&mut Store<CallState>, &PolicyPlugin) -> wasmtime::Result<R>,
+        call: impl AsyncFnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         Ok(self.run_with(request_id, limits, None, call).await?.0)
     }
@@ -184,7 +205,7 @@ impl Plugin {
         request_id: u64,
         limits: Limits,
         body_digest: Option<&str>,
-        call: impl AsyncFnOnce(&mut Store<CallState>, &PolicyPlugin) -> wasmtime::Result<R>,
+        call: impl AsyncFnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<(R, CallFacts), PluginError> {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         // The epoch budget counts time the guest runs; this wall-clock bound also covers time

@@ -10,7 +10,22 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::sandbox::Limits;
-use super::{Plugin, PluginEngine, PluginError};
+use super::{Plugin, PluginEngine, PluginError, convert};
+use crate::config::Config;
+
+/// A route whose policy refused its settings (`check-settings` answered `err`, or failed): the
+/// whole configuration is refused, at start-up as on a reload.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: route {route:?}: plugin {plugin:?} refused the route's settings: {reason}")]
+pub struct SettingsRefused {
+    pub file: String,
+    /// Line of the route's `plugin` key.
+    pub line: usize,
+    pub route: String,
+    pub plugin: String,
+    /// The policy's own words, or why the call failed.
+    pub reason: String,
+}
 
 #[derive(Default)]
 pub struct PluginSet {
@@ -71,6 +86,39 @@ impl PluginSet {
             }
         }
         set
+    }
+}
+
+impl PluginSet {
+    /// Asks every route's policy whether it accepts the route's settings (`check-settings`),
+    /// once per route, in the config's order; the first refusal is the answer. A route whose
+    /// plugin is not loaded is skipped: [`crate::gateway::Snapshot::check`] refuses it with
+    /// its own reason. Called for every set built for a config, so a reload with a new plugin
+    /// file, a new setting, or both is checked the same way.
+    pub async fn check_settings(
+        &self,
+        config: &Config,
+        limits: Limits,
+    ) -> Result<(), SettingsRefused> {
+        for route in &config.routes {
+            let Some(plugin) = self.plugins.get(&route.plugin) else {
+                continue;
+            };
+            let settings = convert::settings(route);
+            let reason = match plugin.check_settings(limits, &route.name, &settings).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(reason)) => reason,
+                Err(e) => format!("check-settings failed: {e}"),
+            };
+            return Err(SettingsRefused {
+                file: config.path.display().to_string(),
+                line: route.plugin_line,
+                route: route.name.clone(),
+                plugin: route.plugin.clone(),
+                reason,
+            });
+        }
+        Ok(())
     }
 }
 

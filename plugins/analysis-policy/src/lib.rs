@@ -58,11 +58,14 @@
 //! | `vary` | none | comma-separated request headers that select a variant |
 //! | `soft_purge` | false | on analyze, mark entries stale instead of deleting them |
 //!
-//! A setting that does not parse falls back to its default with a warning in the log.
+//! The gateway has the policy check them when it loads the plugin (`check-settings`): a
+//! setting that does not parse, or one not in this table (a misspelt name), refuses the config
+//! with the reason, naming the route; nothing is logged per request. (Should a request carry
+//! settings that do not parse all the same, its route uses the defaults.)
 
 use larder_sdk::{
     BadParam, CacheKey, Digits, FromParam, Invalidation, Policy, Request, RequestDecision,
-    Response, ResponseDecision, StoreDirective,
+    Response, ResponseDecision, SettingError, Settings, StoreDirective,
 };
 
 /// The Source Code Analysis Tool policy.
@@ -75,9 +78,57 @@ const ALL_REPOS: &str = "all-repos";
 /// a 400 there), within `u64`. Its `Display` is the canonical text used in keys and tags.
 pub type RepoId = Digits<u64>;
 
-mod defaults {
-    pub const TTL: u32 = 1800;
-    pub const NOT_FOUND_TTL: u32 = 60;
+/// A route's settings (the table above), typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tuning {
+    ttl: u32,
+    not_found_ttl: u32,
+    stale_while_revalidate: u32,
+    stale_if_error: u32,
+    soft_purge: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            ttl: 1800,
+            not_found_ttl: 60,
+            stale_while_revalidate: 0,
+            stale_if_error: 0,
+            soft_purge: false,
+        }
+    }
+}
+
+impl Tuning {
+    /// Every setting this policy reads; `view` and `vary` are free text.
+    const NAMES: [&str; 7] = [
+        "ttl",
+        "not_found_ttl",
+        "stale_while_revalidate",
+        "stale_if_error",
+        "view",
+        "vary",
+        "soft_purge",
+    ];
+
+    fn read(settings: &Settings) -> Result<Tuning, SettingError> {
+        let d = Tuning::default();
+        Ok(Tuning {
+            ttl: settings.parse_or("ttl", d.ttl)?,
+            not_found_ttl: settings.parse_or("not_found_ttl", d.not_found_ttl)?,
+            stale_while_revalidate: settings
+                .parse_or("stale_while_revalidate", d.stale_while_revalidate)?,
+            stale_if_error: settings.parse_or("stale_if_error", d.stale_if_error)?,
+            soft_purge: settings.parse_or("soft_purge", d.soft_purge)?,
+        })
+    }
+
+    /// The request's route's settings, which `check_settings` accepted at load; silently the
+    /// defaults should they not parse (logging would cost every request its decision reuse).
+    fn of(req: &Request) -> Tuning {
+        Tuning::read(&req.settings()).unwrap_or_default()
+    }
 }
 
 fn repo_tag(id: u64) -> String {
@@ -91,6 +142,12 @@ fn repository(req: &Request) -> Result<Option<RepoId>, BadParam> {
 }
 
 impl Policy for AnalysisPolicy {
+    fn check_settings(settings: &Settings) -> Result<(), String> {
+        settings.only(&Tuning::NAMES)?;
+        Tuning::read(settings)?;
+        Ok(())
+    }
+
     fn on_request(req: &Request) -> RequestDecision {
         // Answers to authenticated requests may be personal; never share them.
         if req.has_header("authorization") || req.has_header("cookie") {
@@ -142,9 +199,10 @@ impl Policy for AnalysisPolicy {
         if cc.no_cache {
             return ResponseDecision::no_store("no-cache");
         }
+        let tuning = Tuning::of(req);
         let ttl = match resp.status {
-            200 => req.setting_or("ttl", defaults::TTL),
-            404 => req.setting_or("not_found_ttl", defaults::NOT_FOUND_TTL),
+            200 => tuning.ttl,
+            404 => tuning.not_found_ttl,
             _ => return ResponseDecision::no_store("status"),
         };
         // A zero TTL is the config's way of turning storing off (the host rejects `store` with
@@ -163,8 +221,8 @@ impl Policy for AnalysisPolicy {
         };
         ResponseDecision::store(
             StoreDirective::ttl(ttl)
-                .stale_while_revalidate(req.setting_or("stale_while_revalidate", 0))
-                .stale_if_error(req.setting_or("stale_if_error", 0))
+                .stale_while_revalidate(tuning.stale_while_revalidate)
+                .stale_if_error(tuning.stale_if_error)
                 .tags(tags),
         )
     }
@@ -191,7 +249,7 @@ impl Policy for AnalysisPolicy {
                 lenient
             }
         };
-        let soft = req.setting_or("soft_purge", false);
+        let soft = Tuning::of(req).soft_purge;
         // The aggregates (list, insights) are computed over every repository, so they go too.
         repo.map(repo_tag)
             .into_iter()
@@ -323,6 +381,47 @@ mod tests {
                     .tag("all-repos")
             )
         );
+    }
+
+    #[test]
+    fn settings_are_checked_at_load_by_name_and_type() {
+        let good = ai_features("1")
+            .with_setting("ttl", "600")
+            .with_setting("not_found_ttl", "0")
+            .with_setting("stale_while_revalidate", "30")
+            .with_setting("stale_if_error", "3600")
+            .with_setting("view", "ai")
+            .with_setting("vary", "accept")
+            .with_setting("soft_purge", "true");
+        assert_eq!(AnalysisPolicy::check_settings(&good.settings()), Ok(()));
+        assert_eq!(
+            AnalysisPolicy::check_settings(&insights().settings()),
+            Ok(())
+        );
+        for (name, value, reason) in [
+            (
+                "ttl",
+                "half an hour",
+                "setting `ttl` = \"half an hour\" is not a valid u32",
+            ),
+            ("ttl", "-1", "setting `ttl` = \"-1\" is not a valid u32"),
+            (
+                "soft_purge",
+                "yes",
+                "setting `soft_purge` = \"yes\" is not a valid bool",
+            ),
+            (
+                "tll",
+                "600",
+                "unknown setting `tll` (this policy reads `ttl`, `not_found_ttl`, `stale_while_revalidate`, `stale_if_error`, `view`, `vary`, `soft_purge`)",
+            ),
+        ] {
+            let req = ai_features("1").with_setting(name, value);
+            assert_eq!(
+                AnalysisPolicy::check_settings(&req.settings()),
+                Err(reason.to_owned())
+            );
+        }
     }
 
     #[test]

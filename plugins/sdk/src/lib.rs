@@ -1,7 +1,9 @@
 //! The guest SDK for Larder cache policies.
 //!
 //! A Larder policy is a WebAssembly component (target `wasm32-wasip2`) that the gateway calls
-//! at three points of a request's life (see `wit/policy.wit`, package `larder:policy@0.1.0`):
+//! at three points of a request's life (see `wit/policy.wit`, package `larder:policy@0.2.0`),
+//! after it has checked each route's settings with it once, at load
+//! ([`Policy::check_settings`], see [`settings`]):
 //!
 //! 1. [`Policy::on_request`], before the cache is consulted: [`RequestDecision::pass`] the
 //!    request through, or [`RequestDecision::lookup`] it under a [`CacheKey`] the policy derives.
@@ -59,6 +61,8 @@
 //! # Layout
 //!
 //! - `types`: helper methods and constructors on the WIT types re-exported at the crate root.
+//! - [`settings`]: a route's settings, typed and checked once at load ([`Settings`],
+//!   [`SettingError`]).
 //! - [`params`]: typed path parameters ([`FromParam`], [`BadParam`]) and their canonical text.
 //! - [`cache_control`]: parsing of `Cache-Control`, `Age` and HTTP dates.
 //! - [`freshness`]: the shared-cache rules of RFC 9111 behind [`follow_origin`].
@@ -70,13 +74,16 @@ mod types;
 pub mod cache_control;
 pub mod freshness;
 pub mod params;
+pub mod settings;
 
 /// The bindings generated from `wit/` by `wit-bindgen`. Use the re-exports at the crate root
 /// instead; this module is public only because [`export_policy!`] expands to paths inside it.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        // The current version's file alone: `wit/deps/` holds the older versions, which a
+        // plugin built with this SDK does not target.
+        path: "../../wit/policy.wit",
         world: "policy-plugin",
         pub_export_macro: true,
         export_macro_name: "__export_policy_plugin",
@@ -96,14 +103,53 @@ pub use bindings::larder::policy::types::{
 };
 pub use freshness::follow_origin;
 pub use params::{BadParam, Digits, FromParam, ParamError};
+pub use settings::{SettingError, Settings};
 
 /// A cache policy. Implement it on a unit struct and register the struct with
 /// [`export_policy!`].
 ///
 /// The functions take no `self`: the host reuses instances between requests and replaces them
 /// at will, so a policy must not keep state between calls. Route settings ([`Request::setting`]) are the way
-/// to configure one plugin differently per route.
+/// to configure one plugin differently per route; [`Policy::check_settings`] validates them
+/// once, at load.
 pub trait Policy {
+    /// Called when the gateway loads or reloads its plugins, once for every route that uses
+    /// this policy, before the route serves a request. `Err` refuses the route's settings with
+    /// a reason: the gateway then refuses the whole config, naming the route and this plugin
+    /// (at start-up it does not start; a reload keeps what was serving).
+    ///
+    /// The default accepts any settings. Validate them here rather than warning per request:
+    /// a request's [`Request::settings`] are the ones checked here, so per-request code may
+    /// read them knowing they parse. See [`settings`] for the usual shape.
+    ///
+    /// ```
+    /// use larder_sdk::{CacheKey, Policy, Request, RequestDecision, Settings};
+    ///
+    /// struct Items;
+    ///
+    /// impl Policy for Items {
+    ///     fn check_settings(settings: &Settings) -> Result<(), String> {
+    ///         settings.only(&["ttl"])?;
+    ///         settings.parse::<u32>("ttl")?;
+    ///         Ok(())
+    ///     }
+    ///
+    ///     fn on_request(req: &Request) -> RequestDecision {
+    ///         RequestDecision::lookup(CacheKey::new([req.path.as_str()]))
+    ///     }
+    /// }
+    ///
+    /// let req = Request::new("GET", "/").with_setting("ttl", "soon");
+    /// assert_eq!(
+    ///     Items::check_settings(&req.settings()),
+    ///     Err("setting `ttl` = \"soon\" is not a valid u32".to_owned())
+    /// );
+    /// ```
+    fn check_settings(settings: &Settings) -> Result<(), String> {
+        let _ = settings;
+        Ok(())
+    }
+
     /// Called for every request of a route served by this plugin, before the cache is
     /// consulted. Return [`RequestDecision::pass`] with a short reason, or
     /// [`RequestDecision::lookup`] with the key that identifies the object.
@@ -250,6 +296,16 @@ macro_rules! export_policy {
             pub struct __LarderPolicyExport;
 
             impl $crate::bindings::exports::larder::policy::policy::Guest for __LarderPolicyExport {
+                fn check_settings(
+                    route: ::std::string::String,
+                    settings: ::std::vec::Vec<$crate::Param>,
+                ) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::__private::log_panics();
+                    <$policy as $crate::Policy>::check_settings(&$crate::Settings::new(
+                        &route, &settings,
+                    ))
+                }
+
                 fn on_request(req: $crate::Request) -> $crate::RequestDecision {
                     $crate::__private::log_panics();
                     <$policy as $crate::Policy>::on_request(&req)

@@ -180,11 +180,29 @@ impl Request {
         find_param(&self.settings, name)
     }
 
+    /// The route's settings, typed: the same [`Settings`](crate::Settings) that
+    /// [`Policy::check_settings`](crate::Policy::check_settings) saw at load.
+    ///
+    /// ```
+    /// use larder_sdk::Request;
+    ///
+    /// let req = Request::new("GET", "/").with_setting("ttl", "600");
+    /// assert_eq!(req.settings().parse_or("ttl", 1800u32), Ok(600));
+    /// ```
+    pub fn settings(&self) -> crate::Settings<'_> {
+        crate::Settings::new(&self.route_name, &self.settings)
+    }
+
     /// The route setting `name` parsed as `T`, or `default` when the setting is absent.
     ///
     /// A setting that is present but does not parse also yields `default`, and logs a warning
     /// naming the setting, so that a typo in the config degrades to the documented default
     /// instead of failing every request. Use [`Request::setting_parse`] to handle it yourself.
+    ///
+    /// Better, check the setting once, at load, in
+    /// [`Policy::check_settings`](crate::Policy::check_settings): the gateway then refuses a
+    /// config with a bad value, and this warning (which also costs the call its decision
+    /// reuse) never happens.
     ///
     /// ```
     /// use larder_sdk::Request;

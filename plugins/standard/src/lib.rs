@@ -8,7 +8,8 @@
 //!   (`CDN-Cache-Control` first, RFC 9213), never with `no-store`, `private`, `no-cache` or
 //!   `Set-Cookie`, and the answer to a request with `Authorization` only when the response says
 //!   `public`, `s-maxage` or `must-revalidate` (RFC 9111 section 3.5); see
-//!   [`larder_sdk::freshness`]. Route settings tune it (see [`rules`]). The
+//!   [`larder_sdk::freshness`]. Route settings tune it (see [`rules`]; the gateway has the
+//!   policy check them at load, and refuses a config with a bad or unknown one). The
 //!   origin's `Surrogate-Key` tags become the entry's tags.
 //! - **Invalidation** (RFC 9111 section 4.4): after a successful unsafe request, the target
 //!   URI's entry on the same route, plus the entries of the URIs in `Location` and
@@ -19,12 +20,20 @@
 use larder_sdk::freshness::{FollowOrigin, Heuristic};
 use larder_sdk::{
     CacheKey, Invalidation, KeyRef, Policy, Request, RequestDecision, Response, ResponseDecision,
+    SettingError, Settings,
 };
 
 /// The standard HTTP caching policy.
 pub struct Standard;
 
 impl Policy for Standard {
+    /// Every setting must be one [`rules`] reads, with a value of its type.
+    fn check_settings(settings: &Settings) -> Result<(), String> {
+        settings.only(&SETTINGS)?;
+        rules(settings)?;
+        Ok(())
+    }
+
     fn on_request(req: &Request) -> RequestDecision {
         if !req.is_safe() {
             return RequestDecision::pass("method");
@@ -39,7 +48,7 @@ impl Policy for Standard {
     /// tags of `Surrogate-Key` become the entry's tags, so the origin (or an operator with
     /// `POST /purge`) can invalidate by them.
     fn on_response(req: &Request, resp: &Response) -> ResponseDecision {
-        let decision = rules(req).decide(req, resp);
+        let decision = rules_of(req).decide(req, resp);
         let tags: Vec<String> = resp
             .header_values("surrogate-key")
             .flat_map(str::split_ascii_whitespace)
@@ -82,6 +91,14 @@ impl Policy for Standard {
 
 larder_sdk::export_policy!(Standard);
 
+/// The settings [`rules`] reads.
+const SETTINGS: [&str; 4] = [
+    "targeted_cache_control",
+    "heuristic_percent",
+    "heuristic_max_s",
+    "stale_if_error_s",
+];
+
 /// The origin's rules as this route's settings tune them:
 /// - `targeted_cache_control`: comma-separated targeted fields to obey (RFC 9213), most
 ///   specific first; default `cdn-cache-control`, `""` for none;
@@ -91,23 +108,32 @@ larder_sdk::export_policy!(Standard);
 /// - `stale_if_error_s`: a stale-if-error window for responses that give none and do not
 ///   forbid stale answers (RFC 9111 section 4.2.4: a cache cut off from the origin may serve
 ///   stale); default 0.
-fn rules(req: &Request) -> FollowOrigin {
-    let targeted = req
-        .setting("targeted_cache_control")
+///
+/// A value that does not parse is an error, which [`Standard::check_settings`] reports when the
+/// gateway loads the plugin.
+fn rules(settings: &Settings) -> Result<FollowOrigin, SettingError> {
+    let targeted = settings
+        .get("targeted_cache_control")
         .unwrap_or("cdn-cache-control");
-    let percent: u32 = req.setting_or("heuristic_percent", 0);
+    let percent: u32 = settings.parse_or("heuristic_percent", 0)?;
+    let max = settings.parse_or("heuristic_max_s", 86_400)?;
     let heuristic = if percent == 0 {
         Heuristic::Off
     } else {
-        Heuristic::SinceModified {
-            percent,
-            max: req.setting_or("heuristic_max_s", 86_400),
-        }
+        Heuristic::SinceModified { percent, max }
     };
-    FollowOrigin::new()
+    Ok(FollowOrigin::new()
         .targeted(targeted.split(','))
         .heuristic(heuristic)
-        .default_stale_if_error(req.setting_or("stale_if_error_s", 0))
+        .default_stale_if_error(settings.parse_or("stale_if_error_s", 0)?))
+}
+
+/// The rules of the request's route, whose settings the gateway had checked at load; should
+/// they not parse all the same, the defaults (silently: a log line would cost every request
+/// its decision reuse).
+fn rules_of(req: &Request) -> FollowOrigin {
+    rules(&req.settings())
+        .unwrap_or_else(|_| rules(&Settings::new(&req.route_name, &[])).unwrap_or_default())
 }
 
 /// The path and query (without `?`, or `""`) of a `Location`/`Content-Location` value that
@@ -184,6 +210,43 @@ mod tests {
             Standard::on_request(&Request::new("HEAD", "/a").with_query("b=1")),
             RequestDecision::lookup(CacheKey::new(["/a", "b=1"]))
         );
+    }
+
+    #[test]
+    fn settings_are_checked_at_load_by_name_and_type() {
+        let good = get("/a")
+            .with_setting(
+                "targeted_cache_control",
+                "larder-cache-control,cdn-cache-control",
+            )
+            .with_setting("heuristic_percent", "10")
+            .with_setting("heuristic_max_s", "3600")
+            .with_setting("stale_if_error_s", "60");
+        assert_eq!(Standard::check_settings(&good.settings()), Ok(()));
+        assert_eq!(Standard::check_settings(&get("/a").settings()), Ok(()));
+        for (name, value, reason) in [
+            (
+                "heuristic_percent",
+                "10%",
+                "setting `heuristic_percent` = \"10%\" is not a valid u32",
+            ),
+            (
+                "heuristic_max_s",
+                "a day",
+                "setting `heuristic_max_s` = \"a day\" is not a valid u32",
+            ),
+            (
+                "stale_if_error",
+                "60",
+                "unknown setting `stale_if_error` (this policy reads `targeted_cache_control`, `heuristic_percent`, `heuristic_max_s`, `stale_if_error_s`)",
+            ),
+        ] {
+            let req = get("/a").with_setting(name, value);
+            assert_eq!(
+                Standard::check_settings(&req.settings()),
+                Err(reason.to_owned())
+            );
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ const ALL: &[&str] = &[
     "panic",
     "bad-key",
     "chatty",
+    "flood",
 ];
 
 pub fn workspace_root() -> PathBuf {

@@ -22,6 +22,7 @@ pub const ALL_PLUGINS: &[&str] = &[
     "panic",
     "bad-key",
     "chatty",
+    "flood",
 ];
 
 pub fn root() -> PathBuf {

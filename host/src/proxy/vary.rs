@@ -145,7 +145,7 @@ pub fn marker_header(fields: &[HeaderName]) -> http::HeaderValue {
 }
 
 /// The normalised value of `field` in `request`; absent and empty are the same.
-fn normalised(field: &HeaderName, request: &HeaderMap) -> String {
+pub(crate) fn normalised(field: &HeaderName, request: &HeaderMap) -> String {
     let mut items: Vec<String> = Vec::new();
     for value in request.get_all(field) {
         let value = String::from_utf8_lossy(value.as_bytes());

@@ -158,9 +158,9 @@ fn header_count_offset() -> usize {
     4 + 1 + 2 + 8 + 8 + 4 * 5 + 2
 }
 
-/// Found by `corrupted_entries_never_panic`: a header count above `HeaderMap`'s capacity
-/// limit (32,768) made the decoder panic in `HeaderMap::with_capacity` instead of calling
-/// the value corrupt.
+/// Found while writing `corrupted_entries_never_panic` (which reaches it only rarely in its
+/// 500 cases): a header count above `HeaderMap`'s capacity limit (32,768) made the decoder
+/// panic in `HeaderMap::with_capacity` instead of calling the value corrupt.
 #[test]
 fn a_huge_header_count_is_corrupt_not_a_panic() {
     let mut e = crate::store::entry::tests::sample();

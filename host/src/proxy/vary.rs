@@ -180,6 +180,9 @@ pub(crate) fn normalised(field: &HeaderName, request: &HeaderMap) -> String {
 fn accepted_coding(item: &str) -> Option<String> {
     let mut parts = item.split(';');
     let coding = parts.next()?.trim().to_ascii_lowercase();
+    if coding.is_empty() {
+        return None;
+    }
     for param in parts {
         if let Some((name, value)) = param.split_once('=')
             && name.trim().eq_ignore_ascii_case("q")

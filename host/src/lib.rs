@@ -39,5 +39,8 @@ pub mod store;
 pub mod telemetry;
 pub mod watch;
 
+#[cfg(test)]
+mod properties;
+
 pub use config::Config;
 pub use server::{Running, start};

@@ -178,3 +178,161 @@ async fn hostile_plugins_do_not_hold_up_other_routes() {
     assert_eq!(h.upstream_gets("/api/v1/repositories"), 1);
     h.stop().await;
 }
+
+/// A gateway process's resident memory, from `/proc/<pid>/status`, in KiB.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {status}"))
+}
+
+/// The config of the flood test: the `flood` plugin on one route, enough memory for it to build
+/// its oversized answers (so that it is the host's bounds that refuse them, not the memory
+/// limit), and a deadline that lets it write all its lines.
+const FLOOD_ROUTES: &str = r#"
+[plugins]
+deadline_ms = 1000
+memory_limit = 33554432
+
+[[route]]
+name = "repositories"
+path = "/api/v1/repositories"
+plugin = "standard"
+
+[[route]]
+name = "flood"
+path = "/api/v1/repositories/{id}"
+plugin = "flood"
+"#;
+
+/// `tests/plugins/flood` writes 2,000 log lines per call and answers with a 1 MiB key, 10,000
+/// tags, a 60 KiB vary name, a 1 MiB or 8 MiB pass reason, or 100,000 aliased 64 KiB tags.
+/// Every request still succeeds from the upstream; the lines past the bounds are dropped and
+/// counted; the gateway's log and memory stay small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_plugin_is_bounded_in_what_it_writes_and_hands_over() {
+    use larder_tests::origin::Origin;
+    use larder_tests::process::{self, GatewayProcess};
+
+    let origin = Origin::start(OriginConfig::zero_delay())
+        .await
+        .expect("start origin");
+    // A gateway process (its own log file and memory), started on the well-behaved route; the
+    // flood route comes with a reload, once the plugin is in its plugin directory.
+    let first = FLOOD_ROUTES
+        .split("\n[[route]]\nname = \"flood\"")
+        .next()
+        .unwrap();
+    let redis = larder_tests::redis_server::RedisServer::start();
+    let mut gw = GatewayProcess::start("gateway", first, &origin.url(), &redis.url()).await;
+    plugins::install("flood", &gw.dir().join("plugins"), "flood");
+    std::fs::write(gw.dir().join("larder.toml"), FLOOD_ROUTES).unwrap();
+    let reload = http::send(
+        "POST",
+        &gw.admin("/plugins/reload"),
+        &[(
+            "authorization",
+            &format!("Bearer {}", larder_tests::gateway::ADMIN_TOKEN),
+        )],
+        "",
+    )
+    .await;
+    assert_eq!(reload.status, 200, "{}", reload.text());
+
+    let answers = [
+        ("?key", "plugin-malformed"),
+        ("?tags", "plugin-malformed"),
+        ("?vary", "plugin-malformed"),
+        ("?reason", "plugin-malformed"),
+        ("?copy", "plugin-malformed"),
+        ("", "plugin-malformed"),
+    ];
+    let timeout = Duration::from_secs(10);
+    // Warm up (instances, the pool's slots, the allocator) before the first measure.
+    for (query, _) in answers {
+        let url = gw.url(&format!("/api/v1/repositories/1{query}"));
+        let r = process::request("GET", &url, timeout).await.unwrap();
+        assert_eq!(r.status, 200, "{url}");
+    }
+    let log_before = gw.log().len();
+    let rss_before = resident_kib(gw.pid);
+
+    const REQUESTS: usize = 120;
+    let started = Instant::now();
+    for i in 0..REQUESTS {
+        let (query, detail) = answers[i % answers.len()];
+        // (The stand-in backend has repositories 1 to 50; nothing is cached, ids may repeat.)
+        let url = gw.url(&format!("/api/v1/repositories/{}{query}", i % 50 + 1));
+        let r = process::request("GET", &url, timeout).await.unwrap();
+        assert_eq!(r.status, 200, "{url}: fails open, the upstream answers");
+        assert!(!r.body.is_empty(), "{url}: the upstream's body");
+        let status = r.cache_status();
+        assert!(status.contains(detail), "{url}: {status}");
+    }
+    let took = started.elapsed();
+
+    // Each call (on-request, and on-response for the answers that get that far) tried to
+    // write 2,000 lines: the gateway wrote at most its share, and counted the rest.
+    let metrics = process::request("GET", &gw.admin("/metrics"), timeout)
+        .await
+        .unwrap()
+        .text();
+    let dropped: u64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("larder_plugin_log_dropped_total{") && l.contains("plugin=\"flood\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no dropped-lines count for flood:\n{metrics}"));
+    let calls = REQUESTS as u64;
+    assert!(
+        dropped >= calls * (2_000 - 16),
+        "{dropped} lines dropped over {calls} requests"
+    );
+    let stats = process::request("GET", &gw.admin("/stats"), timeout)
+        .await
+        .unwrap()
+        .json();
+    let flood = stats["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "flood")
+        .unwrap_or_else(|| panic!("no flood plugin in {stats}"));
+    assert!(
+        flood["log_lines_dropped"].as_u64().unwrap() >= dropped,
+        "{flood}"
+    );
+
+    // What the gateway wrote meanwhile: the plugin's lines at its rate (a burst of 200, then
+    // 100 a second), one warning per failed call, and the summaries. Unbounded, the plugin
+    // alone would have written some 240,000 lines (about 20 MiB).
+    let written = gw.log().len() - log_before;
+    let lines = gw.log()[log_before..].lines().count();
+    let allowed_lines = 200 + 100 * (took.as_secs() as usize + 1) + 3 * REQUESTS;
+    assert!(
+        lines <= allowed_lines && written < 512 * 1024,
+        "{lines} lines ({written} bytes) written in {took:?} (at most {allowed_lines} lines)"
+    );
+    let flood_lines = gw.log()[log_before..]
+        .lines()
+        .filter(|l| l.contains("flood: on-"))
+        .count();
+    assert!(
+        flood_lines <= 200 + 100 * (took.as_secs() as usize + 1),
+        "{flood_lines} of the plugin's lines in {took:?}"
+    );
+
+    // Nor does it grow the gateway: the copies out of the guest are bounded (4 MiB a lift),
+    // and failed instances give their memory back to the pool.
+    let rss_after = resident_kib(gw.pid);
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "resident memory grew from {rss_before} KiB to {rss_after} KiB over {REQUESTS} requests"
+    );
+    gw.kill();
+    origin.shutdown().await;
+}

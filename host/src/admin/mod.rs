@@ -5,7 +5,7 @@
 
 mod dashboard;
 mod guard;
-mod purge;
+pub(crate) mod purge;
 mod stats;
 
 use std::sync::Arc;
@@ -63,6 +63,8 @@ struct PluginInfo {
     routes: Vec<String>,
     /// Failed calls of the loaded version.
     errors: u64,
+    /// Log lines the loaded version's calls wrote past the bounds (see `policy::sandbox`).
+    log_lines_dropped: u64,
     /// Why the latest file was refused, if it was.
     last_error: Option<String>,
 }
@@ -99,6 +101,7 @@ fn plugin_infos(snapshot: &Snapshot) -> Vec<PluginInfo> {
                 .map(|d| d.as_secs()),
             routes: routes_of(&p.name),
             errors: p.error_count(),
+            log_lines_dropped: p.log_lines_dropped(),
             last_error: snapshot.plugins.errors().get(&*p.name).cloned(),
         })
         .collect();
@@ -111,6 +114,7 @@ fn plugin_infos(snapshot: &Snapshot) -> Vec<PluginInfo> {
                 loaded_at: None,
                 routes: routes_of(name),
                 errors: 0,
+                log_lines_dropped: 0,
                 last_error: Some(error.clone()),
             });
         }

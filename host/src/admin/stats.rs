@@ -116,6 +116,7 @@ pub async fn metrics(
         .set(1.0);
         t.gauge("larder_plugin_idle_instances", &[("plugin", &p.name)])
             .set(p.idle_instances() as f64);
+        t.plugin_log_dropped(&p.name, &p.version, p.log_lines_dropped());
     }
     t.gauge("larder_plugin_refused", &[])
         .set(snapshot.plugins.errors().len() as f64);

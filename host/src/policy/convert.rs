@@ -18,6 +18,10 @@ const MAX_KEY_BYTES: usize = 4096;
 const MAX_TAGS: usize = 64;
 const MAX_TAG_BYTES: usize = 256;
 const MAX_INVALIDATIONS: usize = 256;
+/// A vary entry names a request header; real names are short.
+const MAX_VARY_NAME_BYTES: usize = 256;
+/// A `pass` / `no-store` reason is a short word (`Cache-Status` shows its first 128 bytes).
+const MAX_REASON_BYTES: usize = 1024;
 
 /// Builds the policy's view of a request.
 pub fn request(parts: &http::request::Parts, matched: &RouteMatch<'_>) -> Request {
@@ -78,7 +82,7 @@ fn headers(map: &http::HeaderMap) -> Vec<Header> {
 
 pub fn check_request_decision(d: &RequestDecision) -> Result<(), String> {
     match d {
-        RequestDecision::Pass(_) => Ok(()),
+        RequestDecision::Pass(reason) => check_reason(reason),
         RequestDecision::Lookup(key) => {
             check_parts(&key.parts)?;
             if key.vary.len() > MAX_KEY_PARTS {
@@ -88,6 +92,12 @@ pub fn check_request_decision(d: &RequestDecision) -> Result<(), String> {
                 ));
             }
             for name in &key.vary {
+                if name.len() > MAX_VARY_NAME_BYTES {
+                    return Err(format!(
+                        "vary entry of {} bytes (at most {MAX_VARY_NAME_BYTES})",
+                        name.len()
+                    ));
+                }
                 if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                     return Err(format!("vary entry {name:?} is not a header name"));
                 }
@@ -99,7 +109,7 @@ pub fn check_request_decision(d: &RequestDecision) -> Result<(), String> {
 
 pub fn check_response_decision(d: &ResponseDecision) -> Result<(), String> {
     match d {
-        ResponseDecision::NoStore(_) => Ok(()),
+        ResponseDecision::NoStore(reason) => check_reason(reason),
         ResponseDecision::Store(s) => {
             if s.tags.len() > MAX_TAGS {
                 return Err(format!("{} tags (at most {MAX_TAGS})", s.tags.len()));
@@ -141,6 +151,16 @@ fn check_parts(parts: &[String]) -> Result<(), String> {
     let bytes: usize = parts.iter().map(String::len).sum();
     if bytes > MAX_KEY_BYTES {
         return Err(format!("key of {bytes} bytes (at most {MAX_KEY_BYTES})"));
+    }
+    Ok(())
+}
+
+fn check_reason(reason: &str) -> Result<(), String> {
+    if reason.len() > MAX_REASON_BYTES {
+        return Err(format!(
+            "reason of {} bytes (at most {MAX_REASON_BYTES})",
+            reason.len()
+        ));
     }
     Ok(())
 }
@@ -205,5 +225,20 @@ mod tests {
             soft: false,
         }];
         assert!(check_invalidations(&inv).is_ok());
+    }
+
+    #[test]
+    fn oversized_reasons_and_vary_names_are_malformed() {
+        let long = "x".repeat(MAX_REASON_BYTES + 1);
+        let err = check_request_decision(&RequestDecision::Pass(long.clone())).unwrap_err();
+        assert!(err.contains("reason of 1025 bytes"), "{err}");
+        assert!(check_response_decision(&ResponseDecision::NoStore(long)).is_err());
+        assert!(check_request_decision(&RequestDecision::Pass("method".into())).is_ok());
+        let d = RequestDecision::Lookup(CacheKey {
+            parts: vec!["a".into()],
+            vary: vec!["x".repeat(60 << 10)],
+        });
+        let err = check_request_decision(&d).unwrap_err();
+        assert!(err.contains("vary entry of 61440 bytes"), "{err}");
     }
 }

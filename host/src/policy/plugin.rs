@@ -11,7 +11,7 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::PluginError;
 use super::convert;
-use super::sandbox::{CallState, Limits};
+use super::sandbox::{self, CallState, Limits, LogBudget};
 use super::world::{Instance, Pre, WitVersion};
 
 /// A compiled, linked and checked plugin. Cheap to share; requests hold it through the
@@ -25,6 +25,8 @@ pub struct Plugin {
     pre: Pre,
     engine: Engine,
     errors: AtomicU64,
+    /// The log budget its instances share (see `sandbox`).
+    log: Arc<LogBudget>,
     /// Instances that served a call successfully, ready for the next.
     idle: Mutex<Vec<Idle>>,
 }
@@ -70,6 +72,7 @@ impl Plugin {
             pre,
             engine,
             errors: AtomicU64::new(0),
+            log: Arc::default(),
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -83,6 +86,11 @@ impl Plugin {
     /// Counts a failed call (trap, deadline, memory, malformed answer).
     pub fn count_error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Log lines its calls wrote past the bounds (see `sandbox`), since it was loaded.
+    pub fn log_lines_dropped(&self) -> u64 {
+        self.log.dropped()
     }
 
     /// Instances waiting for their next call.
@@ -230,6 +238,7 @@ impl Plugin {
                 },
             };
             let result = call(&mut store, &instance).await.map_err(|e| (false, e));
+            store.data_mut().end_call();
             (result, store, Some((instance, calls + 1)))
         };
         match tokio::time::timeout(backstop, work).await {
@@ -266,8 +275,9 @@ impl Plugin {
     fn new_store(&self, request_id: u64, limits: Limits) -> Store<CallState> {
         let mut store = Store::new(
             &self.engine,
-            CallState::new(self.name.clone(), request_id, limits),
+            CallState::new(self.name.clone(), request_id, limits, self.log.clone()),
         );
+        store.set_hostcall_fuel(sandbox::HOSTCALL_FUEL);
         store.limiter(|s| &mut s.memory);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
@@ -301,6 +311,15 @@ impl Plugin {
                 plugin,
                 version,
                 limit: limits.memory,
+            }
+        } else if sandbox::copied_too_much(&e) {
+            PluginError::Malformed {
+                plugin,
+                version,
+                reason: format!(
+                    "handed the host more than {} bytes in one answer or host call",
+                    sandbox::HOSTCALL_FUEL
+                ),
             }
         } else if instantiating {
             PluginError::Instantiate {

@@ -145,7 +145,7 @@ pub fn marker_header(fields: &[HeaderName]) -> http::HeaderValue {
 }
 
 /// The normalised value of `field` in `request`; absent and empty are the same.
-fn normalised(field: &HeaderName, request: &HeaderMap) -> String {
+pub(crate) fn normalised(field: &HeaderName, request: &HeaderMap) -> String {
     let mut items: Vec<String> = Vec::new();
     for value in request.get_all(field) {
         let value = String::from_utf8_lossy(value.as_bytes());
@@ -180,6 +180,9 @@ fn normalised(field: &HeaderName, request: &HeaderMap) -> String {
 fn accepted_coding(item: &str) -> Option<String> {
     let mut parts = item.split(';');
     let coding = parts.next()?.trim().to_ascii_lowercase();
+    if coding.is_empty() {
+        return None;
+    }
     for param in parts {
         if let Some((name, value)) = param.split_once('=')
             && name.trim().eq_ignore_ascii_case("q")

@@ -183,7 +183,9 @@ impl Entry {
             tags.push((Digest(id), token));
         }
         let n_headers = r.u16()? as usize;
-        let mut headers = HeaderMap::with_capacity(n_headers);
+        // A hint only, and bounded: `HeaderMap::with_capacity` panics past 32,768, and a
+        // header takes at least 6 bytes of what remains.
+        let mut headers = HeaderMap::with_capacity(n_headers.min(r.0.remaining() / 6).min(1024));
         for _ in 0..n_headers {
             let len = r.u16()? as usize;
             let name = HeaderName::from_bytes(&r.take(len, "header name")?)

@@ -152,6 +152,18 @@ impl Telemetry {
         .increment(1);
     }
 
+    /// Sets `larder_plugin_log_dropped_total` for `plugin` at `version` to `total`: the log
+    /// lines its calls wrote past the sandbox's bounds since it was loaded. The plugin counts
+    /// them (see `policy::sandbox::LogBudget`); `/metrics` copies the count when it renders,
+    /// so a call does no more than a relaxed add.
+    pub fn plugin_log_dropped(&self, plugin: &str, version: &str, total: u64) {
+        self.counter(
+            "larder_plugin_log_dropped_total",
+            &[("plugin", plugin), ("version", version)],
+        )
+        .absolute(total);
+    }
+
     /// A reload published a snapshot; `refused` lists plugin files it did not take.
     pub fn reloaded(&self, refused: &[String]) {
         let result = if refused.is_empty() { "ok" } else { "refused" };
@@ -302,6 +314,11 @@ fn describe(recorder: &PrometheusRecorder) {
         "larder_plugin_errors_total",
         None,
         "Failed policy plugin calls by plugin, version and kind.",
+    );
+    describe(
+        "larder_plugin_log_dropped_total",
+        None,
+        "Log lines policy plugins wrote past the bounds (16 a call, 100 a second per plugin after a burst of 200), dropped, by plugin and version.",
     );
     describe(
         "larder_reloads_total",

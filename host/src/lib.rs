@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //!
-//! The modules follow a request's path (see [`proxy`] for the phase chart):
+//! The modules follow a request's path (the phase chart, with the file of each phase, is
+//! `docs/request-path.md`):
 //!
 //! - [`config`]: the TOML file (`raw`), its validation with file:line:column errors
 //!   (`validate`) and the environment overrides (`env`).

@@ -74,7 +74,18 @@ fn plugin_check_accepts_a_policy_and_explains_a_bad_file() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("ok") && text.contains("larder:policy@0.1.0"),
+        text.contains("ok")
+            && text.contains("larder:policy@0.2.0")
+            && text.contains("check-settings"),
+        "{text}"
+    );
+    // A component built against the older interface says so.
+    let old = plugins::workspace_root().join("tests/fixtures/policy-0.1.0.wasm");
+    let out = larder(&["plugin", "check", old.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("larder:policy@0.1.0") && !text.contains("check-settings"),
         "{text}"
     );
 
@@ -317,7 +328,7 @@ fn plugin_new_scaffolds_a_crate_that_builds_checks_and_decides_outside_the_works
         let stdout = sh(&dir, line);
         if line.starts_with("larder plugin check") {
             assert!(
-                stdout.contains("ok") && stdout.contains("larder:policy@0.1.0"),
+                stdout.contains("ok") && stdout.contains("larder:policy@0.2.0"),
                 "{stdout}"
             );
         }

@@ -37,10 +37,12 @@ pub async fn check(file: &Path) -> anyhow::Result<String> {
         })
         .await?;
     Ok(format!(
-        "{}: ok\n  world:   larder:policy@0.1.0/policy-plugin\n  name:    {}\n  version: {}\n  size:    {} bytes\n  exports: on-request, on-response, on-invalidate",
+        "{}: ok\n  world:   {}/policy-plugin\n  name:    {}\n  version: {}\n  size:    {} bytes\n  exports: {}",
         file.display(),
+        plugin.wit_version().package(),
         plugin.name,
         plugin.version,
-        plugin.size
+        plugin.size,
+        plugin.wit_version().exports(),
     ))
 }

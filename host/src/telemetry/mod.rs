@@ -291,7 +291,7 @@ fn describe(recorder: &PrometheusRecorder) {
         "Response body bytes by route and source (cache, upstream); streamed bodies of unknown length are not counted.",
     );
     describe(
-        "larder_upstream_saved_seconds_total",
+        "larder_upstream_saved_seconds",
         Some(Unit::Seconds),
         "Upstream time the cache saved: for every answer from the cache, how long its fill took.",
     );

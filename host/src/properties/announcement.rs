@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::CASES;
 use crate::store::key::Digest;
-use crate::store::redis::Announcement;
+use crate::store::tiered::Announcement;
 
 fn announcement() -> impl Strategy<Value = Announcement> {
     (

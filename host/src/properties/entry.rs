@@ -95,6 +95,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 
 fn apply(mut value: Vec<u8>, m: &Mutation) -> Vec<u8> {
     match m {
+        // An earlier cut may have left nothing to overwrite or cut.
+        Mutation::Set { .. } | Mutation::Cut(_) if value.is_empty() => {}
         Mutation::Set { at, bytes } => {
             let at = at.index(value.len());
             for (i, b) in bytes.iter().enumerate() {

@@ -4,8 +4,6 @@
 //! served from stored responses. The origin's echo endpoint sets the headers each test asks
 //! for and numbers its answers (`serial`), which tells a stored answer from a new one.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use larder_tests::gateway::{Harness, StoreKind};
@@ -14,8 +12,6 @@ use larder_tests::origin::OriginConfig;
 use larder_tests::redis_server::RedisServer;
 
 const ECHO: &str = "/api/v1/echo";
-/// The recording origin's cacheable page, whose body is a link built from `X-Forwarded-Host`.
-const LINK: &str = "/api/v1/link";
 
 fn serial(r: &Reply) -> u64 {
     r.json()["serial"]
@@ -498,10 +494,8 @@ async fn a_get_with_a_body_is_forwarded_uncached() {
 }
 
 /// Starts an origin that answers `/api/v1/echo` with the forwarding fields it was sent (as a
-/// JSON object, `null` for a field it did not get), never cacheable, and `/api/v1/link` with a
-/// link to the host it was told (`X-Forwarded-Host`), cacheable for a minute; returns its URL and
-/// the count of requests `/api/v1/link` received.
-async fn forwarding_recorder() -> (String, Arc<AtomicUsize>) {
+/// JSON object, `null` for a field it did not get), never cacheable; returns its URL.
+async fn forwarding_recorder() -> String {
     async fn record(headers: ::http::HeaderMap) -> axum::response::Response {
         let field = |name: &str| {
             headers
@@ -520,35 +514,18 @@ async fn forwarding_recorder() -> (String, Arc<AtomicUsize>) {
             axum::Json(seen),
         ))
     }
-    let links = Arc::new(AtomicUsize::new(0));
-    let counted = links.clone();
-    let link = move |headers: ::http::HeaderMap| {
-        counted.fetch_add(1, Ordering::SeqCst);
-        let host = headers
-            .get("x-forwarded-host")
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .unwrap_or_default();
-        async move {
-            axum::response::IntoResponse::into_response((
-                [("cache-control", "max-age=60")],
-                format!("https://{host}/next"),
-            ))
-        }
-    };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .expect("bind the recording origin");
     let addr = listener.local_addr().expect("local addr");
-    let app = axum::Router::new()
-        .route(ECHO, axum::routing::any(record))
-        .route(LINK, axum::routing::get(link));
+    let app = axum::Router::new().route(ECHO, axum::routing::any(record));
     // Runs until the test's runtime ends.
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}"), links)
+    format!("http://{addr}")
 }
 
 /// A gateway in front of `origin` whose `[server]` section adds `server`, with the `standard`
-/// policy on `/api/v1/echo` and `/api/v1/link`.
+/// policy on `/api/v1/echo`.
 async fn gateway_before(origin: &str, server: &str) -> (larder::Running, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugins = dir.path().join("plugins");
@@ -556,8 +533,7 @@ async fn gateway_before(origin: &str, server: &str) -> (larder::Running, tempfil
     larder_tests::gateway::install_example_plugins(&plugins);
     let config = dir.path().join("larder.toml");
     let text = format!(
-        "[server]\n{server}\n\n[[route]]\nname = \"echo\"\npath = \"{ECHO}\"\nplugin = \"standard\"\n\n\
-         [[route]]\nname = \"link\"\npath = \"{LINK}\"\nplugin = \"standard\"\n"
+        "[server]\n{server}\n\n[[route]]\nname = \"echo\"\npath = \"{ECHO}\"\nplugin = \"standard\"\n"
     );
     std::fs::write(&config, text).expect("write the config");
     let env = larder::config::EnvOverrides {
@@ -601,7 +577,7 @@ async fn get_h2(url: &str, headers: &[(&str, &str)]) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_fields_are_written_by_the_gateway_not_the_client() {
-    let (origin, _) = forwarding_recorder().await;
+    let origin = forwarding_recorder().await;
     let (gateway, _dir) = gateway_before(&origin, "").await;
     let url = format!("{}{ECHO}", gateway.url());
     // The client's `Host` (`127.0.0.1:<port>`), as HTTP/1.1 sends it and HTTP/2 its authority.
@@ -622,7 +598,7 @@ async fn forwarding_fields_are_written_by_the_gateway_not_the_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trusted_proxys_forwarding_fields_are_kept_and_extended() {
-    let (origin, _) = forwarding_recorder().await;
+    let origin = forwarding_recorder().await;
     let (gateway, _dir) = gateway_before(&origin, r#"trusted_proxies = ["127.0.0.0/8"]"#).await;
     let seen = http::get_with(&format!("{}{ECHO}", gateway.url()), FORGED).await;
     assert_eq!(
@@ -635,34 +611,5 @@ async fn a_trusted_proxys_forwarding_fields_are_kept_and_extended() {
             "x-real-ip": "203.0.113.9",
         })
     );
-    gateway.stop().await;
-}
-
-/// An origin that builds links from the host it is told cannot be made to store one client's
-/// `Host` for everyone: the host and scheme sent upstream are part of the storage key.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clients_host_selects_its_own_object() {
-    let (origin, links) = forwarding_recorder().await;
-    let (gateway, _dir) = gateway_before(&origin, "").await;
-    let url = format!("{}{LINK}", gateway.url());
-    let own = format!("https://{}/next", gateway.addr);
-
-    let evil = http::get_with(&url, &[("host", "evil.example")]).await;
-    assert_eq!(evil.text(), "https://evil.example/next");
-    assert!(!evil.is_hit(), "{}", evil.cache_status());
-    assert!(
-        http::get_with(&url, &[("host", "evil.example")])
-            .await
-            .is_hit(),
-        "the same host is the same object"
-    );
-
-    let honest = http::get(&url).await;
-    assert!(!honest.is_hit(), "{}", honest.cache_status());
-    assert_eq!(honest.text(), own);
-    let again = http::get(&url).await;
-    assert!(again.is_hit(), "{}", again.cache_status());
-    assert_eq!(again.text(), own);
-    assert_eq!(links.load(Ordering::SeqCst), 2);
     gateway.stop().await;
 }

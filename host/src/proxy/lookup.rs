@@ -10,7 +10,6 @@ use super::coalesce::{Role, Shared};
 use super::hit::{Stored, collapsed};
 use super::policy::PolicyCall;
 use super::respond::error_response;
-use super::upstream;
 use super::vary::{self, Vary};
 use super::{Exchange, boxed};
 use crate::store::{Found, ObjectKey, Storage, StoreError};
@@ -121,9 +120,8 @@ impl Exchange {
         }
     }
 
-    /// The storage key of the policy's `key` on `route`: its parts, the values of the request
-    /// fields it varies on, and the host and scheme the upstream is told
-    /// ([`upstream::forwarded_origin`]).
+    /// The storage key of the policy's `key` on `route`: its parts, and the values of the
+    /// request fields it varies on.
     pub(super) fn object_key(&self, route: &str, key: &CacheKey) -> ObjectKey {
         let values: Vec<String> = key
             .vary
@@ -139,13 +137,11 @@ impl Exchange {
                 joined
             })
             .collect();
-        let origin = upstream::forwarded_origin(&self.parts.headers, &self.parts.uri);
         let vary: Vec<(&str, &str)> = key
             .vary
             .iter()
             .map(String::as_str)
             .zip(values.iter().map(String::as_str))
-            .chain(origin.iter().map(|(name, value)| (*name, value.as_str())))
             .collect();
         ObjectKey::derive(route, &key.parts, &vary)
     }

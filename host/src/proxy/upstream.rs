@@ -14,10 +14,9 @@
 //! `X-Forwarded-Host` the request's `Host` (or its URI's authority, for HTTP/2) and
 //! `X-Forwarded-Proto` `http`. A client's `X-Forwarded-*` and `Forwarded` are dropped at entry
 //! unless its address is one of `server.trusted_proxies`; a trusted proxy's are kept, and its
-//! address is appended to `X-Forwarded-For`; a client's `X-Real-IP` is dropped likewise. The
-//! host and scheme sent ([`forwarded_origin`]) are part of every storage key, so a client that
-//! sends another `Host` gets, and stores, an object of its own: what an origin builds from
-//! them is never served to a request that named another host.
+//! address is appended to `X-Forwarded-For`; a client's `X-Real-IP` is dropped likewise.
+//! `X-Forwarded-Host` is the client's `Host`, which is in no storage key: an origin that builds
+//! links from it must not cache by it (see docs/http-semantics.md).
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -234,35 +233,6 @@ pub fn admit(headers: &mut HeaderMap, peer: Option<IpAddr>, trusted: &[TrustedPr
             headers.remove(name);
         }
     }
-}
-
-/// The `X-Forwarded-Host` and `X-Forwarded-Proto` values the upstream is sent for a request
-/// that went through [`admit`] (repeated fields joined with `, `): a trusted proxy's own, or
-/// the request's `Host` (its URI's authority for HTTP/2) and `http`.
-///
-/// They are part of every storage key: an origin may build links or redirects from them, and a
-/// client chooses its `Host`, so two requests that differ in them are two objects.
-pub fn forwarded_origin(headers: &HeaderMap, uri: &Uri) -> [(&'static str, String); 2] {
-    fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-        let mut out: Option<String> = None;
-        for value in headers.get_all(name) {
-            let value = String::from_utf8_lossy(value.as_bytes());
-            match &mut out {
-                Some(out) => {
-                    out.push_str(", ");
-                    out.push_str(&value);
-                }
-                None => out = Some(value.into_owned()),
-            }
-        }
-        out
-    }
-    let host = joined(headers, &X_FORWARDED_HOST)
-        .or_else(|| joined(headers, &header::HOST))
-        .or_else(|| uri.authority().map(|a| a.as_str().to_owned()))
-        .unwrap_or_default();
-    let proto = joined(headers, &X_FORWARDED_PROTO).unwrap_or_else(|| "http".to_owned());
-    [("x-forwarded-host", host), ("x-forwarded-proto", proto)]
 }
 
 /// Writes the forwarding fields of a request from a client at `peer` (see the module docs):

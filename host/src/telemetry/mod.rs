@@ -264,137 +264,140 @@ fn register_histogram(
     recorder.register_histogram(&key(name, labels), &METADATA)
 }
 
-fn describe(recorder: &PrometheusRecorder) {
-    use metrics::Unit;
-    let describe = |name: &'static str, unit: Option<Unit>, text: &'static str| {
-        recorder.describe_counter(name.into(), unit, text.into());
-    };
-    // `describe_counter` serves every kind: the exporter keys descriptions by name.
-    describe(
+/// Every metric's name, unit and help text, as `/metrics` shows them.
+const DESCRIPTIONS: &[(&str, Option<metrics::Unit>, &str)] = &[
+    (
         "larder_requests_total",
         None,
         "Client requests by route and cache outcome (hit, stale, miss, pass, error: passed because the policy failed).",
-    );
-    describe(
+    ),
+    (
         "larder_request_duration_seconds",
-        Some(Unit::Seconds),
+        Some(metrics::Unit::Seconds),
         "Time to the response's header, by route and cache outcome.",
-    );
-    describe(
+    ),
+    (
         "larder_upstream_duration_seconds",
-        Some(Unit::Seconds),
+        Some(metrics::Unit::Seconds),
         "Time from sending a request upstream to its response header, by route.",
-    );
-    describe(
+    ),
+    (
         "larder_response_bytes_total",
-        Some(Unit::Bytes),
+        Some(metrics::Unit::Bytes),
         "Response body bytes by route and source (cache, upstream); streamed bodies of unknown length are not counted.",
-    );
-    describe(
+    ),
+    (
         "larder_upstream_saved_seconds",
-        Some(Unit::Seconds),
+        Some(metrics::Unit::Seconds),
         "Upstream time the cache saved: for every answer from the cache, how long its fill took.",
-    );
-    describe(
+    ),
+    (
         "larder_coalesced_total",
         None,
         "Requests that waited for another request's fill and were given its response.",
-    );
-    describe(
+    ),
+    (
         "larder_plugin_call_duration_seconds",
-        Some(Unit::Seconds),
+        Some(metrics::Unit::Seconds),
         "Policy plugin calls by plugin and version.",
-    );
-    describe(
+    ),
+    (
         "larder_plugin_decisions_reused_total",
         None,
         "Requests answered with the on-request decision of an identical earlier request instead of a plugin call, by plugin and version.",
-    );
-    describe(
+    ),
+    (
         "larder_plugin_errors_total",
         None,
         "Failed policy plugin calls by plugin, version and kind.",
-    );
-    describe(
+    ),
+    (
         "larder_plugin_log_dropped_total",
         None,
         "Log lines policy plugins wrote past the bounds (16 a call, 100 a second per plugin after a burst of 200), dropped, by plugin and version.",
-    );
-    describe(
+    ),
+    (
         "larder_reloads_total",
         None,
         "Reloads by result: ok, refused (published, but a plugin file was refused), failed (nothing published).",
-    );
-    describe(
+    ),
+    (
         "larder_invalidations_total",
         None,
         "Invalidated targets by kind (tag, key, prefix), from writes and /purge.",
-    );
-    describe(
+    ),
+    (
         "larder_store_operation_duration_seconds",
-        Some(Unit::Seconds),
+        Some(metrics::Unit::Seconds),
         "Store (Redis, memory tier) lookups and stores, as the request path waited for them.",
-    );
-    describe(
+    ),
+    (
         "larder_store_errors_total",
         None,
         "Failed store operations since start.",
-    );
-    describe(
+    ),
+    (
         "larder_store_up",
         None,
         "1 while the store answers, 0 while it is down or its circuit breaker is open.",
-    );
-    describe(
+    ),
+    (
         "larder_memory_tier_bytes",
-        Some(Unit::Bytes),
+        Some(metrics::Unit::Bytes),
         "Bytes held by the memory tier.",
-    );
-    describe(
+    ),
+    (
         "larder_memory_tier_hearing",
         None,
         "1 while the memory tier's invalidation subscription was verified within cache.memory_tier_trust_ms (only then does the tier answer, unless memory_tier_outage = \"serve\").",
-    );
-    describe(
+    ),
+    (
         "larder_memory_tier_bypassed_total",
         None,
         "Lookups that skipped the memory tier because it could not hear purges.",
-    );
-    describe(
+    ),
+    (
         "larder_pending_purges",
         None,
         "Tags of purges Redis has not acknowledged yet; while above 0, nothing is served from Redis.",
-    );
-    describe(
+    ),
+    (
         "larder_pending_purges_overflow",
         None,
         "1 when the pending purges overflowed cache.max_pending_purges: nothing is served from the cache until Redis answers and every entry is dropped.",
-    );
-    describe(
+    ),
+    (
         "larder_client_connections",
         None,
         "Client connections open on the proxy listener.",
-    );
-    describe(
+    ),
+    (
         "larder_client_connections_max",
         None,
         "The proxy listener's connection limit (server.max_connections).",
-    );
-    describe(
+    ),
+    (
         "larder_client_connections_refused_total",
         None,
         "Client connections closed at once because the limit was reached.",
-    );
-    describe(
+    ),
+    (
         "larder_accept_errors_total",
         None,
         "Failed accepts on the proxy listener (e.g. EMFILE); the accept loop backs off.",
-    );
-    describe(
+    ),
+    (
         "larder_fills_in_flight",
         None,
         "Upstream fills (misses and refreshes) in flight that other requests may wait for.",
-    );
+    ),
+];
+
+fn describe(recorder: &PrometheusRecorder) {
+    // `describe_counter` serves every kind: the exporter keys descriptions by name.
+    for &(name, unit, text) in DESCRIPTIONS {
+        recorder.describe_counter(name.into(), unit, text.into());
+    }
 }
 
 /// Seconds since the Unix epoch.

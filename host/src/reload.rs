@@ -62,13 +62,15 @@ async fn publish(gw: &Gateway) -> anyhow::Result<ReloadReport> {
 /// gateway weakly: a stopped gateway is freed, not kept alive by its signal handler.
 pub fn watch_signals(gw: Arc<Gateway>) {
     let gw = Arc::downgrade(&gw);
+    // Installed here, not in the task: the caller announces the gateway as listening when this
+    // returns, and a SIGHUP that arrives before its handler is installed kills the process.
+    #[cfg(unix)]
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot install a SIGHUP handler; reload with POST /plugins/reload");
+        return;
+    };
     #[cfg(unix)]
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            tracing::warn!("cannot install a SIGHUP handler; reload with POST /plugins/reload");
-            return;
-        };
         while hup.recv().await.is_some() {
             let Some(gw) = gw.upgrade() else { return };
             tracing::info!("SIGHUP: reloading");

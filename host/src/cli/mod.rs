@@ -115,28 +115,37 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 /// `larder serve`: start, then on Ctrl-C or SIGTERM finish the requests in flight and return.
 async fn serve(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&path, &EnvOverrides::from_env())?;
+    // Listening for SIGTERM before the gateway says it is listening: a supervisor that stops
+    // it right after that line must see a graceful stop, not the signal's default action.
+    let stop = shutdown_signal()?;
     let running = crate::start(config)
         .await
         .with_context(|| format!("cannot start with {}", path.display()))?;
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down: finishing requests in flight");
     running.stop().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Installs the Ctrl-C (SIGINT) and SIGTERM handlers now; the future resolves on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term =
+            signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// Logs go to stderr, filtered by `LARDER_LOG` (default `info`), as text or JSON lines.

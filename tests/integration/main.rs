@@ -16,6 +16,7 @@ mod cli;
 mod coalescing;
 mod code_cache;
 mod dashboard;
+mod fleet;
 mod http_semantics;
 mod invalidation;
 mod invalidation_faults;

@@ -223,7 +223,8 @@ async fn a_lost_subscription_empties_the_tier_when_it_returns() {
         .arg("pubsub")
         .query(&mut redis.conn())
         .unwrap();
-    assert_eq!(killed, 1);
+    // The tier's subscription, and the fill news' if it was made by now.
+    assert!((1..=2).contains(&killed), "{killed}");
 
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

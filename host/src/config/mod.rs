@@ -255,6 +255,9 @@ pub struct RouteConfig {
     /// policy's `on-invalidate` whatever `methods` lists (RFC 9111 section 4.4). `false` opts
     /// out: such requests then pass through as unrouted, and `check-config` says so.
     pub invalidate_writes: bool,
+    /// With a Redis store, concurrent misses for one entry on different instances make one
+    /// upstream request, through a fill lease in Redis (`proxy/fleet.rs`). On by default.
+    pub fleet_coalescing: bool,
     /// Line of the route's `plugin` key, for messages about a missing plugin.
     pub plugin_line: usize,
 }

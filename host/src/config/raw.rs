@@ -93,6 +93,7 @@ pub(super) struct RawRoute {
     #[serde(default)]
     pub(super) cache_post: bool,
     pub(super) invalidate_writes: Option<bool>,
+    pub(super) fleet_coalescing: Option<bool>,
 }
 
 /// Defaults, in one place so the README's key table can be checked against them.

@@ -73,6 +73,10 @@ impl CacheStatus {
         self
     }
 
+    pub fn is_stored(&self) -> bool {
+        self.stored
+    }
+
     /// The request waited for another request's fill and got its response.
     pub fn collapsed(mut self) -> Self {
         self.collapsed = true;

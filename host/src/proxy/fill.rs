@@ -32,6 +32,17 @@ pub(super) enum Share {
     As(Option<Digest>),
 }
 
+/// A fill to run.
+pub(super) struct Miss {
+    pub(super) object: ObjectKey,
+    /// What the request's `Cache-Status` says so far: a miss, or a stale entry.
+    pub(super) status: CacheStatus,
+    /// The stale entry the fill revalidates, and falls back on if the upstream fails.
+    pub(super) stale: Option<Stale>,
+    /// The request's body, forwarded.
+    pub(super) body: Body,
+}
+
 /// What a fill produced.
 pub(super) enum Filled {
     /// Read whole.
@@ -79,6 +90,11 @@ impl Filled {
         }
     }
 
+    /// Whether the fill stored its response.
+    pub(super) fn stored(&self) -> bool {
+        matches!(self, Filled::Complete { status, .. } if status.is_stored())
+    }
+
     pub(super) fn shareable(&self) -> Option<Arc<Shared>> {
         match self {
             Filled::Complete { shared, .. } => shared.clone(),
@@ -105,14 +121,13 @@ impl Filled {
 impl Exchange {
     /// The miss path: upstream, policy, store, respond. A `stale` entry is revalidated with its
     /// validators, and served instead if the upstream fails within its stale-if-error window.
-    pub(super) async fn fill(
-        &self,
-        policy: &PolicyCall<'_>,
-        object: ObjectKey,
-        status: CacheStatus,
-        mut stale: Option<Stale>,
-        body: Body,
-    ) -> Filled {
+    pub(super) async fn fill(&self, policy: &PolicyCall<'_>, miss: Miss) -> Filled {
+        let Miss {
+            object,
+            status,
+            mut stale,
+            body,
+        } = miss;
         let route = &policy.route.config;
         let fill_started_us = crate::store::tags::now_us();
         let body = match &self.post {

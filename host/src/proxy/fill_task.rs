@@ -9,7 +9,7 @@ use axum::body::Body;
 use super::Exchange;
 use super::cache_status::{CacheStatus, Forward};
 use super::coalesce::Role;
-use super::fill::Filled;
+use super::fill::{Filled, Miss};
 use super::hit::Stale;
 use super::policy::{PolicyCall, PolicyRequest};
 use crate::store::key::Digest;
@@ -31,34 +31,25 @@ impl Exchange {
         let Role::Leader(leader) = self.gw.coalescer.join(&object.route, fill_id) else {
             return;
         };
-        let status = CacheStatus::forward(Forward::Stale).detail("background-refresh");
-        self.detached_fill(
-            policy,
-            object.clone(),
-            status,
-            Some(stale),
-            Body::empty(),
-            true,
-            move |f| leader.publish(f.shareable()),
-        );
+        let miss = Miss {
+            object: object.clone(),
+            status: CacheStatus::forward(Forward::Stale).detail("background-refresh"),
+            stale: Some(stale),
+            body: Body::empty(),
+        };
+        self.detached_fill(policy, miss, Task::Refresh, move |f| {
+            leader.publish(f.shareable())
+        });
     }
 
     /// Runs a fill in a task of its own, on an owned copy of this exchange (as a GET, or as the
     /// POST it looks up), so it completes whatever happens to the client that caused it;
     /// `done` sees the result first.
-    ///
-    /// With `unless_fresh`, the task first looks the entry up again and does nothing (answers
-    /// `None`) if it is fresh: a refresh that finished between this request's lookup and its
-    /// claim on the fill must not be followed by a second one.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn detached_fill(
         &self,
         policy: &PolicyCall<'_>,
-        object: ObjectKey,
-        status: CacheStatus,
-        stale: Option<Stale>,
-        body: Body,
-        unless_fresh: bool,
+        miss: Miss,
+        task: Task,
         done: impl FnOnce(&Filled) + Send + 'static,
     ) -> tokio::task::JoinHandle<Option<Filled>> {
         let method = if self.post.is_some() {
@@ -74,22 +65,37 @@ impl Exchange {
             policy.req.get().clone(),
         );
         tokio::spawn(async move {
-            if unless_fresh
-                && let (_, Ok(Some(found))) = cx.lookup(&object).await
-                && found.standing == Standing::Current
-                && found.entry.meta.ttl_left(now_ms()) > 0
-            {
-                return None;
-            }
             let policy = PolicyCall {
                 route: &route,
                 plugin: &plugin,
                 limits,
                 req: PolicyRequest::Built(req),
             };
-            let filled = cx.fill(&policy, object, status, stale, body).await;
+            let filled = match task {
+                Task::Refresh => {
+                    if let (_, Ok(Some(found))) = cx.lookup(&miss.object).await
+                        && found.standing == Standing::Current
+                        && found.entry.meta.ttl_left(now_ms()) > 0
+                    {
+                        return None;
+                    }
+                    cx.fill(&policy, miss).await
+                }
+                Task::Leader(fill_id) => cx.fill_once_in_fleet(&policy, miss, fill_id).await,
+            };
             done(&filled);
             Some(filled)
         })
     }
+}
+
+/// What a detached fill is for.
+pub(super) enum Task {
+    /// The fill of a miss's first request in this instance, coalesced under the digest across
+    /// the fleet (`fleet.rs`).
+    Leader(Digest),
+    /// A background refresh. It first looks the entry up again and does nothing (answers `None`)
+    /// if it is fresh: a refresh that finished between this request's lookup and its claim on
+    /// the fill must not be followed by a second one.
+    Refresh,
 }

@@ -7,6 +7,8 @@ use larder_bindings::types::CacheKey;
 
 use super::cache_status::{CacheStatus, Forward};
 use super::coalesce::{Role, Shared};
+use super::fill::Miss;
+use super::fill_task::Task;
 use super::hit::{Stored, collapsed};
 use super::policy::PolicyCall;
 use super::respond::error_response;
@@ -43,10 +45,15 @@ impl Exchange {
         if self.parts.method == Method::GET || self.post.is_some() {
             match self.gw.coalescer.join(&base.route, fill_id) {
                 Role::Leader(leader) => {
-                    let fill =
-                        self.detached_fill(policy, base, status, stale, body, false, move |f| {
-                            leader.publish(f.shareable())
-                        });
+                    let miss = Miss {
+                        object: base,
+                        status,
+                        stale,
+                        body,
+                    };
+                    let task = Task::Leader(fill_id);
+                    let fill = self
+                        .detached_fill(policy, miss, task, move |f| leader.publish(f.shareable()));
                     return match fill.await {
                         Ok(Some(filled)) => filled.into_response(),
                         // The fill task panicked. (It answers `None` only when told to give way
@@ -71,9 +78,13 @@ impl Exchange {
                 }
             }
         }
-        boxed(self.fill(policy, base, status, stale, body))
-            .await
-            .into_response()
+        let miss = Miss {
+            object: base,
+            status,
+            stale,
+            body,
+        };
+        boxed(self.fill(policy, miss)).await.into_response()
     }
 
     /// Looks `base` up, following a Vary marker to the variant this request selects; returns

@@ -11,7 +11,8 @@
 //! - `lookup.rs`: the store lookup (following `Vary`, `vary.rs`), and where it leads.
 //! - `hit.rs`: answering from the store, fresh or stale.
 //! - `coalesce.rs`: one fill per entry; `fill_task.rs`: fills in tasks of their own (a miss's
-//!   first request, a background refresh).
+//!   first request, a background refresh); `fleet.rs`: one fill per entry across the instances
+//!   sharing a Redis.
 //! - `fill.rs`: the miss: upstream (revalidating, `conditional.rs`) and reading the body.
 //! - `storing.rs`: `on-response` and the write to the store.
 //! - `write.rs`: unsafe methods: upstream, `on-invalidate`, the purge (`invalidate.rs`).
@@ -30,6 +31,7 @@ pub mod conditional;
 pub mod decisions;
 mod fill;
 mod fill_task;
+mod fleet;
 mod hit;
 pub mod invalidate;
 mod lookup;
@@ -105,6 +107,7 @@ pub async fn handle_from(
     telemetry.served(Served {
         class,
         collapsed,
+        fleet: collapsed && Class::fleet_collapsed(cache_status),
         elapsed,
         bytes: http_body::Body::size_hint(response.body()).exact(),
         saved_us,

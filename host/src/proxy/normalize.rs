@@ -99,6 +99,7 @@ pub(super) fn refused(gw: &Gateway, started: Instant, error: PathError) -> Respo
     gw.telemetry.unrouted.served(Served {
         class: Class::Pass,
         collapsed: false,
+        fleet: false,
         elapsed: started.elapsed(),
         bytes: http_body::Body::size_hint(response.body()).exact(),
         saved_us: 0,

@@ -17,6 +17,9 @@
 //!   [`tiered::Announcement`].
 //! - `larder:ack:<id>`: how many memory tiers applied announcement `<id>`, which the purging
 //!   instance waits for; gone after a minute.
+//! - `larder:lease:<route>:<digest>`: the lease of the one fill of an entry in flight across
+//!   the fleet, then for two seconds how it ended; `larder:fills`: the channel a fill's end is
+//!   announced on ([`redis::Lease`]).
 
 pub mod cluster;
 pub mod entry;
@@ -175,6 +178,18 @@ pub enum Store {
     Redis(redis::RedisStore),
     /// Redis behind a memory tier.
     Tiered(tiered::TieredStore),
+}
+
+impl Store {
+    /// The Redis every instance shares, where fill leases live (`redis/lease.rs`); `None` for
+    /// the embedded store, whose instance is alone.
+    pub fn shared_redis(&self) -> Option<&redis::RedisStore> {
+        match self {
+            Store::Memory(_) => None,
+            Store::Redis(s) => Some(s),
+            Store::Tiered(s) => Some(s.redis()),
+        }
+    }
 }
 
 impl Storage for Store {

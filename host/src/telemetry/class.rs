@@ -42,6 +42,12 @@ impl Class {
         matches!(self, Class::Hit | Class::Stale)
     }
 
+    /// Whether a response with this `Cache-Status` value was collapsed onto another instance's
+    /// fill (`proxy/fleet.rs`).
+    pub fn fleet_collapsed(value: &[u8]) -> bool {
+        value.ends_with(b"; collapsed; detail=\"fleet\"")
+    }
+
     /// The class of a response with this `Cache-Status` value, and whether it was collapsed
     /// onto another request's fill.
     pub fn of_cache_status(value: &[u8]) -> (Class, bool) {

@@ -297,6 +297,16 @@ const DESCRIPTIONS: &[(&str, Option<metrics::Unit>, &str)] = &[
         "Requests that waited for another request's fill and were given its response.",
     ),
     (
+        "larder_fleet_collapsed_total",
+        None,
+        "Requests answered from the fill of another instance sharing the Redis store, by route.",
+    ),
+    (
+        "larder_lease_takeovers_total",
+        None,
+        "Fill leases taken over from an instance that vanished mid-fill (each costs one more upstream request), by route.",
+    ),
+    (
         "larder_plugin_call_duration_seconds",
         Some(metrics::Unit::Seconds),
         "Policy plugin calls by plugin and version.",

@@ -17,6 +17,10 @@ pub struct RouteCounts {
     /// Summed time to the response header, per class, in microseconds.
     pub(super) latency_us: [AtomicU64; 5],
     pub(super) coalesced: AtomicU64,
+    /// Of those, requests answered from another instance's fill.
+    pub(super) fleet_collapsed: AtomicU64,
+    /// Fill leases this instance took over from an instance that vanished mid-fill.
+    pub(super) lease_takeovers: AtomicU64,
     pub(super) bytes_from_cache: AtomicU64,
     pub(super) bytes_from_upstream: AtomicU64,
     /// Summed fill time of the entries answered from the cache, in microseconds.
@@ -34,6 +38,8 @@ pub struct RouteCounts {
 pub struct Served {
     pub class: Class,
     pub collapsed: bool,
+    /// Collapsed onto another instance's fill.
+    pub fleet: bool,
     /// Time to the response header.
     pub elapsed: Duration,
     /// Body length, when known before streaming.
@@ -51,6 +57,8 @@ pub struct RouteTelemetry {
     bytes_from_upstream: Counter,
     saved: Gauge,
     coalesced: Counter,
+    fleet_collapsed: Counter,
+    lease_takeovers: Counter,
     upstream: Histogram,
     plugin_calls: Histogram,
     decisions_reused: Counter,
@@ -83,6 +91,8 @@ impl RouteTelemetry {
             ),
             saved: t.gauge("larder_upstream_saved_seconds", &[("route", route)]),
             coalesced: t.counter("larder_coalesced_total", &[("route", route)]),
+            fleet_collapsed: t.counter("larder_fleet_collapsed_total", &[("route", route)]),
+            lease_takeovers: t.counter("larder_lease_takeovers_total", &[("route", route)]),
             upstream: t.histogram("larder_upstream_duration_seconds", &[("route", route)]),
             plugin_calls: t.histogram(
                 "larder_plugin_call_duration_seconds",
@@ -107,12 +117,20 @@ impl RouteTelemetry {
             bytes_from_upstream: Counter::noop(),
             saved: Gauge::noop(),
             coalesced: Counter::noop(),
+            fleet_collapsed: Counter::noop(),
+            lease_takeovers: Counter::noop(),
             upstream: Histogram::noop(),
             plugin_calls: Histogram::noop(),
             decisions_reused: Counter::noop(),
             plugin: "".into(),
             version: "".into(),
         }
+    }
+
+    /// This instance took over the fill lease of an instance that vanished mid-fill.
+    pub fn lease_taken_over(&self) {
+        self.counts.lease_takeovers.fetch_add(1, Ordering::Relaxed);
+        self.lease_takeovers.increment(1);
     }
 
     /// Counts one answered request.
@@ -126,6 +144,10 @@ impl RouteTelemetry {
         if s.collapsed {
             c.coalesced.fetch_add(1, Ordering::Relaxed);
             self.coalesced.increment(1);
+        }
+        if s.fleet {
+            c.fleet_collapsed.fetch_add(1, Ordering::Relaxed);
+            self.fleet_collapsed.increment(1);
         }
         if let Some(n) = s.bytes {
             if s.class.from_cache() {

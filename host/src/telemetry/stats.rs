@@ -28,6 +28,11 @@ pub struct RouteStats {
     pub bytes_from_upstream: u64,
     /// Requests that waited for another's fill and were given its response.
     pub coalesced: u64,
+    /// Of those, requests answered from another instance's fill (with a Redis store).
+    pub fleet_collapsed: u64,
+    /// Fill leases taken over from an instance that vanished mid-fill: each cost one more
+    /// upstream request.
+    pub lease_takeovers: u64,
     /// Mean time to the response header of fresh hits, in milliseconds.
     pub hit_latency_ms: Option<f64>,
     /// Mean time to the response header of misses, in milliseconds.
@@ -49,6 +54,8 @@ struct Sums {
     requests: [u64; 5],
     latency_us: [u64; 5],
     coalesced: u64,
+    fleet_collapsed: u64,
+    lease_takeovers: u64,
     bytes_from_cache: u64,
     bytes_from_upstream: u64,
     saved_us: u64,
@@ -66,6 +73,8 @@ impl Sums {
             requests: c.requests.each_ref().map(load),
             latency_us: c.latency_us.each_ref().map(load),
             coalesced: load(&c.coalesced),
+            fleet_collapsed: load(&c.fleet_collapsed),
+            lease_takeovers: load(&c.lease_takeovers),
             bytes_from_cache: load(&c.bytes_from_cache),
             bytes_from_upstream: load(&c.bytes_from_upstream),
             saved_us: load(&c.saved_us),
@@ -83,6 +92,8 @@ impl Sums {
             self.latency_us[i] += o.latency_us[i];
         }
         self.coalesced += o.coalesced;
+        self.fleet_collapsed += o.fleet_collapsed;
+        self.lease_takeovers += o.lease_takeovers;
         self.bytes_from_cache += o.bytes_from_cache;
         self.bytes_from_upstream += o.bytes_from_upstream;
         self.saved_us += o.saved_us;
@@ -115,6 +126,8 @@ impl Sums {
             bytes_from_cache: self.bytes_from_cache,
             bytes_from_upstream: self.bytes_from_upstream,
             coalesced: self.coalesced,
+            fleet_collapsed: self.fleet_collapsed,
+            lease_takeovers: self.lease_takeovers,
             hit_latency_ms: mean(self.latency_us[Class::Hit as usize], n(Class::Hit), 1000.0),
             miss_latency_ms: mean(
                 self.latency_us[Class::Miss as usize],
@@ -190,6 +203,7 @@ mod tests {
         let served = |class, saved_us| Served {
             class,
             collapsed: false,
+            fleet: false,
             elapsed: Duration::from_micros(100),
             bytes: Some(10),
             saved_us,

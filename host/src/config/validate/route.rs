@@ -57,6 +57,7 @@ impl Locator<'_> {
                 .unwrap_or(server.upstream_timeout),
             cache_post: r.cache_post,
             invalidate_writes: r.invalidate_writes.unwrap_or(true),
+            fleet_coalescing: r.fleet_coalescing.unwrap_or(true),
             plugin_line: self.line_of(r.plugin.span().start),
         })
     }

@@ -32,12 +32,16 @@
 //! - `scripts.rs` (and the `.lua` files): the two atomic steps, and what each guarantees;
 //! - `breaker.rs`: **an accelerator, never a dependency**: timeouts and the breakers;
 //! - `connect.rs`: connecting in the background (single, cluster, TLS, per worker);
-//! - `subscription.rs`: what the memory tier's subscription needs from this store.
+//! - `subscription.rs`: what the memory tier's subscription needs from this store;
+//! - `lease.rs` and `fill_news.rs`: **one fill per entry across the fleet**: fill leases, and
+//!   the news of fills that ended.
 
 mod breaker;
 mod connect;
 mod drain;
 mod fill;
+mod fill_news;
+mod lease;
 mod lookup;
 mod purge;
 mod scripts;
@@ -51,6 +55,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
+pub use fill_news::FillWatch;
+pub use lease::{Claim, ClaimMode, LEASE, Lease, LeaseKey};
 pub use subscription::SubscriptionTargets;
 
 use self::breaker::{Breaker, Node};
@@ -73,6 +79,7 @@ pub struct RedisStore {
     shared: Arc<Shared>,
     purge_script: redis::Script,
     lookup_script: redis::Script,
+    lease_script: redis::Script,
     /// Routes whose last entry looked up carried tags beyond its implicit ones: their lookups
     /// use the lookup script ([`scripts::LOOKUP_SCRIPT`]); the others one `MGET`.
     tagged_routes: RwLock<HashSet<String>>,
@@ -103,6 +110,8 @@ struct Shared {
     pending: Arc<PendingPurges>,
     /// How long a purge waits for the memory tiers' acknowledgements (ms).
     ack_wait_ms: AtomicU64,
+    /// This instance's requests waiting for other instances' fills (`fill_news.rs`).
+    waiting: fill_news::Waiting,
 }
 
 impl Shared {
@@ -140,6 +149,7 @@ impl RedisStore {
             local: connector.for_workers(),
             pending: Arc::new(pending),
             ack_wait_ms: AtomicU64::new(crate::config::defaults::MEMORY_TIER_TRUST_MS),
+            waiting: fill_news::Waiting::default(),
         });
         let count = config.connections.max(1);
         tracing::info!(
@@ -151,7 +161,13 @@ impl RedisStore {
         connector.spawn(Arc::downgrade(&shared), count);
         let instance = rand::random();
         tokio::spawn(drain::drain_pending(Arc::downgrade(&shared), instance));
-        Ok(Self::view(shared, instance))
+        let store = Self::view(shared, instance);
+        tokio::spawn(fill_news::follow(
+            Arc::downgrade(&store.shared),
+            store.subscription_targets(),
+            store.fills_channel(),
+        ));
+        Ok(store)
     }
 
     /// A store over `shared`, as this process's instance `instance`.
@@ -160,6 +176,7 @@ impl RedisStore {
             shared,
             purge_script: redis::Script::new(scripts::PURGE_SCRIPT),
             lookup_script: redis::Script::new(scripts::LOOKUP_SCRIPT),
+            lease_script: redis::Script::new(scripts::LEASE_SCRIPT),
             tagged_routes: RwLock::new(HashSet::new()),
             instance,
         }

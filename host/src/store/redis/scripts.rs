@@ -1,4 +1,4 @@
-//! The two Lua scripts the Redis store runs, each doing in one atomic step what would otherwise
+//! The Lua scripts the Redis store runs, each doing in one atomic step what would otherwise
 //! take two round trips or leave a window between a read and a write.
 //!
 //! The code is in the `.lua` files beside this one (each with a header naming its `KEYS` and
@@ -27,6 +27,12 @@ pub(super) const PURGE_SCRIPT: &str = include_str!("purge.lua");
 /// ([`super::RedisStore`]'s lookup); a wrong guess costs one more round trip, never a wrong
 /// answer.
 pub(super) const LOOKUP_SCRIPT: &str = include_str!("lookup.lua");
+
+/// A fill lease's three steps (`lease.rs`), each one atomic read and write of the lease key, so
+/// that two instances never both take a lease, and a holder whose lease expired and was taken
+/// over neither renews nor ends the new holder's. ARGV: the step, the holder's id, then the
+/// step's own (see the file's header).
+pub(super) const LEASE_SCRIPT: &str = include_str!("lease.lua");
 
 #[cfg(test)]
 mod tests {

@@ -61,6 +61,11 @@ pub struct TieredStore {
 }
 
 impl TieredStore {
+    /// The Redis behind the tier (for what only the shared store can do: fill leases).
+    pub fn redis(&self) -> &RedisStore {
+        &self.l2
+    }
+
     /// Puts a memory tier of `budget` bytes in front of `l2` and subscribes to invalidations,
     /// checking the subscription with a heartbeat four times per `trust` window.
     pub fn start(l2: RedisStore, budget: usize, trust: Duration, outage: TierOutage) -> Self {

@@ -1,0 +1,26 @@
+-- A fill lease (see `lease.rs`): one script for its three steps, so each is one atomic read and
+-- write of the lease key.
+-- KEYS: the lease. ARGV[1]: 'claim', 'renew' or 'finish'; ARGV[2]: the holder's id.
+--   claim:  ARGV[3] lease ms, ARGV[4] what may be taken over besides a free lease: 'new' (the
+--           outcome of an unstorable fill), 'wait' (nothing), 'force' (any outcome). Answers 1
+--           if taken, else 0 if held, 2 if the last fill stored the entry, 3 if it did not.
+--   renew:  ARGV[3] lease ms. Extends the lease if the holder still holds it; 1 or 0.
+--   finish: ARGV[3] the outcome ('done:stored' or 'done:unstorable'), ARGV[4] its life in ms.
+--           Replaces the holder's lease by the outcome; 1, or 0 if the lease was lost.
+local v = redis.call('GET', KEYS[1])
+local op = ARGV[1]
+if op == 'claim' then
+  local mode = ARGV[4]
+  if v == 'done:stored' and mode ~= 'force' then return 2 end
+  if v == 'done:unstorable' and mode == 'wait' then return 3 end
+  if v and string.sub(v, 1, 5) ~= 'done:' then return 0 end
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+if v ~= ARGV[2] then return 0 end
+if op == 'renew' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+return 1

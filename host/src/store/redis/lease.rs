@@ -1,0 +1,169 @@
+//! Fill leases: one upstream request per entry across every instance sharing this Redis.
+//!
+//! Within one instance, concurrent misses for an entry already wait for one fill
+//! (`proxy/coalesce.rs`). Across instances the lease does the same: the first instance to miss
+//! takes `<prefix>lease:<route>:<digest>` (`SET` only if free, with a short expiry its holder
+//! renews while the fill runs); the others wait for the fill to land and answer from the store
+//! (`proxy/fleet.rs`). When the fill ends the holder replaces its lease by the outcome
+//! (`done:stored` or `done:unstorable`, kept two seconds) and publishes the lease's name on
+//! `<prefix>fills` ([`super::fill_news`]), so waiters learn at once; they also poll the lease,
+//! so a lost message costs a poll interval, never an answer.
+//!
+//! A holder that dies or stalls stops renewing: its lease expires within [`LEASE`], and one
+//! waiting instance takes over. Every step is one round trip through the breaker and the
+//! store's timeout: when Redis is slow or down, instances fill on their own at once.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use super::{RedisStore, Shared};
+use crate::store::StoreError;
+use crate::store::key::Digest;
+
+/// How long a lease lives unless renewed: how long a holder that died holds up the waiters.
+pub const LEASE: Duration = Duration::from_millis(3000);
+/// How often the holder renews its lease while its fill runs.
+const RENEW_EVERY: Duration = Duration::from_millis(1000);
+/// How long the outcome of a finished fill stays readable for waiters that poll.
+const OUTCOME_LIFE: Duration = Duration::from_millis(2000);
+
+/// The Redis key of one entry's fill lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseKey(pub(super) String);
+
+/// What a claim found.
+pub enum Claim {
+    /// The lease is this instance's: it fills the entry.
+    Won(Lease),
+    /// Another instance is filling the entry.
+    Held,
+    /// The last fill stored the entry (within the last [`OUTCOME_LIFE`]): look it up.
+    Stored,
+    /// The last fill ended without storing it (not cacheable, too large, failed, purged).
+    Unstorable,
+}
+
+/// Which leases a claim may take besides a free one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimMode {
+    /// A new miss: also the outcome of an unstorable fill (that fill was for other requests).
+    New,
+    /// A waiter: only a free lease (its holder finished long ago, or died).
+    Wait,
+    /// A waiter that found no usable entry where a fill was stored (purged since, or another
+    /// variant): any outcome.
+    Force,
+}
+
+impl ClaimMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            ClaimMode::New => "new",
+            ClaimMode::Wait => "wait",
+            ClaimMode::Force => "force",
+        }
+    }
+}
+
+/// A lease this instance holds, renewed in the background until it is finished or dropped (a
+/// lease dropped unfinished expires within [`LEASE`]).
+pub struct Lease {
+    key: LeaseKey,
+    holder: String,
+    renewing: tokio::task::AbortHandle,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renewing.abort();
+    }
+}
+
+impl RedisStore {
+    /// The lease of the fill of `digest` on `route`.
+    pub fn lease_key(&self, route: &str, digest: Digest) -> LeaseKey {
+        LeaseKey(format!("{}lease:{route}:{digest}", self.shared.prefix))
+    }
+
+    /// Takes the lease if no other instance holds it (and `mode` allows), or says why not.
+    pub async fn claim_fill(&self, key: &LeaseKey, mode: ClaimMode) -> Result<Claim, StoreError> {
+        let holder = format!("{:x}.{:x}", self.instance, rand::random::<u64>());
+        let lease_ms = LEASE.as_millis().to_string();
+        let args = ["claim", &holder, &lease_ms, mode.as_str()];
+        Ok(match self.lease_op(key, &args).await? {
+            1 => {
+                let renewing = tokio::spawn(renew(
+                    std::sync::Arc::downgrade(&self.shared),
+                    self.instance,
+                    key.clone(),
+                    holder.clone(),
+                ))
+                .abort_handle();
+                Claim::Won(Lease {
+                    key: key.clone(),
+                    holder,
+                    renewing,
+                })
+            }
+            2 => Claim::Stored,
+            3 => Claim::Unstorable,
+            _ => Claim::Held,
+        })
+    }
+
+    /// Ends `lease` with its fill's outcome and tells the waiting instances. Best effort: a
+    /// waiter that does not hear it finds the outcome by polling, or the lease expired.
+    pub async fn finish_fill(&self, lease: Lease, stored: bool) {
+        lease.renewing.abort();
+        let outcome = if stored {
+            "done:stored"
+        } else {
+            "done:unstorable"
+        };
+        let life = OUTCOME_LIFE.as_millis().to_string();
+        let finished = self
+            .lease_op(&lease.key, &["finish", &lease.holder, outcome, &life])
+            .await;
+        if let Err(e) = &finished {
+            tracing::debug!(lease = %lease.key.0, error = %e, "could not finish a fill lease");
+            return;
+        }
+        if let Err(e) = self
+            .publish(&self.fills_channel(), lease.key.0.clone())
+            .await
+        {
+            tracing::debug!(lease = %lease.key.0, error = %e, "could not announce a finished fill");
+        }
+    }
+
+    /// Runs one step of the lease script ([`super::scripts::LEASE_SCRIPT`]).
+    async fn lease_op(&self, key: &LeaseKey, args: &[&str]) -> Result<i64, StoreError> {
+        let gate = self.gate(&key.0);
+        let mut conn = self.conn(&gate)?;
+        let mut invocation = self.lease_script.key(&key.0);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        self.guarded(&gate, invocation.invoke_async(&mut conn))
+            .await
+    }
+}
+
+/// Renews the lease every [`RENEW_EVERY`] until it is lost or the task is aborted (the lease
+/// finished or dropped). A renewal that fails is tried again at the next beat: the lease has
+/// [`LEASE`] to live, three beats.
+async fn renew(shared: Weak<Shared>, instance: u64, key: LeaseKey, holder: String) {
+    let lease_ms = LEASE.as_millis().to_string();
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let store = RedisStore::view(shared, instance);
+        match store.lease_op(&key, &["renew", &holder, &lease_ms]).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => tracing::debug!(lease = %key.0, error = %e, "could not renew a fill lease"),
+        }
+    }
+}

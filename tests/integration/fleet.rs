@@ -307,7 +307,11 @@ async fn a_route_with_fleet_coalescing_off_fills_once_per_instance() {
     );
     let path = ai(11);
     let answers = herd(&[&a, &b, &c], &path, 60).await;
-    assert!(answers.iter().all(|a| a.reply.as_ref().is_ok_and(|r| r.status == 200)));
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.reply.as_ref().is_ok_and(|r| r.status == 200))
+    );
     assert_eq!(origin.count("GET", &path), 3, "one fill per instance");
 }
 

@@ -48,6 +48,8 @@ async fn a_cluster_caches_invalidates_and_survives_a_failed_master() {
     println!("cluster of 3 masters up in {:?}", t0.elapsed());
     let origin = OriginConfig {
         repositories: REPOS,
+        // Long enough for concurrent requests to meet on one fill.
+        ai_features_delay: Duration::from_millis(300),
         ..OriginConfig::zero_delay()
     };
     let h = Harness::demo(StoreKind::Redis(cluster.url()), origin.clone()).await;
@@ -86,6 +88,25 @@ async fn a_cluster_caches_invalidates_and_survives_a_failed_master() {
     b.get(&repo(8)).await;
     assert!(b.get(&repo(8)).await.is_hit(), "B reads what A stored");
     assert!(b.get(&repo(8)).await.is_hit(), "then from its memory tier");
+
+    // One fill across the instances: concurrent cold requests over both make one upstream
+    // request, through a fill lease on the cluster (each instance has an origin of its own
+    // here: their counts add up).
+    let ai = "/api/v1/repositories/2/ai-features";
+    let herd: Vec<_> = (0..40)
+        .map(|i| {
+            let url = if i % 2 == 0 { h.url(ai) } else { b.url(ai) };
+            tokio::spawn(async move { http::get(&url).await })
+        })
+        .collect();
+    let mut fleet = 0;
+    for r in herd {
+        let r = r.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.cache_status());
+        fleet += usize::from(r.cache_status().contains("detail=\"fleet\""));
+    }
+    assert_eq!(h.upstream_gets(ai) + b.upstream_gets(ai), 1, "one fill");
+    assert_eq!(fleet, 1, "the other instance answered from that fill");
     let analyze = http::post(&h.url("/api/v1/repositories/5/actions/analyze")).await;
     assert_eq!(analyze.status, 200);
     let analyze = http::post(&h.url("/api/v1/repositories/8/actions/analyze")).await;

@@ -247,6 +247,7 @@ fn telemetry(c: &mut Criterion) {
             route.served(Served {
                 class,
                 collapsed,
+                fleet: collapsed && Class::fleet_collapsed(status.as_bytes()),
                 elapsed: Duration::from_micros(80),
                 bytes: Some(2048),
                 saved_us: 1_200_000,

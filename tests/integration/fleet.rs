@@ -357,9 +357,10 @@ async fn a_fill_lease_has_one_holder_and_ends_with_its_outcome() {
         assert_eq!(kind(&claim(&b, mode).await), "held", "{mode:?}");
     }
     // The holder renews its lease while it fills.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    a.renewing(&lease, tokio::time::sleep(Duration::from_millis(1500)))
+        .await;
     let ttl: i64 = redis::cmd("PTTL")
-        .arg(&key_name(&redis))
+        .arg(key_name(&redis))
         .query(&mut redis.conn())
         .expect("PTTL");
     assert!(
@@ -380,7 +381,7 @@ async fn a_fill_lease_has_one_holder_and_ends_with_its_outcome() {
     };
     // A lease lost to expiry cannot end the next holder's.
     let _: () = redis::cmd("DEL")
-        .arg(&key_name(&redis))
+        .arg(key_name(&redis))
         .query(&mut redis.conn())
         .expect("DEL");
     let Claim::Won(next) = claim(&b, ClaimMode::Wait).await else {

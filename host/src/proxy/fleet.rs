@@ -62,8 +62,15 @@ impl Exchange {
                     if mode != ClaimMode::New {
                         self.telemetry().lease_taken_over();
                     }
-                    let filled = self.fill(policy, miss).await;
-                    redis.finish_fill(lease, filled.stored()).await;
+                    let filled = redis.renewing(&lease, self.fill(policy, miss)).await;
+                    // The waiters learn the outcome from Redis; this client need not wait for
+                    // that round trip.
+                    let (gw, stored) = (self.gw.clone(), filled.stored());
+                    tokio::spawn(async move {
+                        if let Some(redis) = gw.store.shared_redis() {
+                            redis.finish_fill(lease, stored).await;
+                        }
+                    });
                     return filled;
                 }
                 Ok(Claim::Stored) => {

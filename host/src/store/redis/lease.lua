@@ -5,8 +5,10 @@
 --           outcome of an unstorable fill), 'wait' (nothing), 'force' (any outcome). Answers 1
 --           if taken, else 0 if held, 2 if the last fill stored the entry, 3 if it did not.
 --   renew:  ARGV[3] lease ms. Extends the lease if the holder still holds it; 1 or 0.
---   finish: ARGV[3] the outcome ('done:stored' or 'done:unstorable'), ARGV[4] its life in ms.
---           Replaces the holder's lease by the outcome; 1, or 0 if the lease was lost.
+--   finish: ARGV[3] the outcome ('done:stored' or 'done:unstorable'), ARGV[4] its life in ms,
+--           ARGV[5] the fill news channel. Replaces the holder's lease by the outcome and
+--           publishes the lease's name on the channel; 1, or 0 if the lease was lost (then its
+--           new holder will).
 local v = redis.call('GET', KEYS[1])
 local op = ARGV[1]
 if op == 'claim' then
@@ -23,4 +25,5 @@ if op == 'renew' then
   return 1
 end
 redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+redis.call('PUBLISH', ARGV[5], KEYS[1])
 return 1

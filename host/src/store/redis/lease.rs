@@ -11,12 +11,13 @@
 //!
 //! A holder that dies or stalls stops renewing: its lease expires within [`LEASE`], and one
 //! waiting instance takes over. Every step is one round trip through the breaker and the
-//! store's timeout: when Redis is slow or down, instances fill on their own at once.
+//! store's timeout: when Redis is slow or down, instances fill on their own at once. A miss
+//! costs its instance two round trips more than a fill without the fleet (the claim, the
+//! finish); a waiting instance one per poll; a hit none.
 
-use std::sync::Weak;
 use std::time::Duration;
 
-use super::{RedisStore, Shared};
+use super::RedisStore;
 use crate::store::StoreError;
 use crate::store::key::Digest;
 
@@ -65,18 +66,11 @@ impl ClaimMode {
     }
 }
 
-/// A lease this instance holds, renewed in the background until it is finished or dropped (a
-/// lease dropped unfinished expires within [`LEASE`]).
+/// A lease this instance holds, until it is finished (a lease dropped unfinished expires within
+/// [`LEASE`]). [`RedisStore::renewing`] keeps it while the fill runs.
 pub struct Lease {
     key: LeaseKey,
     holder: String,
-    renewing: tokio::task::AbortHandle,
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.renewing.abort();
-    }
 }
 
 impl RedisStore {
@@ -89,22 +83,20 @@ impl RedisStore {
     pub async fn claim_fill(&self, key: &LeaseKey, mode: ClaimMode) -> Result<Claim, StoreError> {
         let holder = format!("{:x}.{:x}", self.instance, rand::random::<u64>());
         let lease_ms = LEASE.as_millis().to_string();
+        // A new miss usually finds the lease free: a plain `SET NX` takes it, at a fraction of
+        // the script's cost to Redis. The script decides only when it was not free.
+        let taken = mode == ClaimMode::New && self.take_if_free(key, &holder, &lease_ms).await?;
         let args = ["claim", &holder, &lease_ms, mode.as_str()];
-        Ok(match self.lease_op(key, &args).await? {
-            1 => {
-                let renewing = tokio::spawn(renew(
-                    std::sync::Arc::downgrade(&self.shared),
-                    self.instance,
-                    key.clone(),
-                    holder.clone(),
-                ))
-                .abort_handle();
-                Claim::Won(Lease {
-                    key: key.clone(),
-                    holder,
-                    renewing,
-                })
-            }
+        let outcome = if taken {
+            1
+        } else {
+            self.lease_op(key, &args).await?
+        };
+        Ok(match outcome {
+            1 => Claim::Won(Lease {
+                key: key.clone(),
+                holder,
+            }),
             2 => Claim::Stored,
             3 => Claim::Unstorable,
             _ => Claim::Held,
@@ -114,25 +106,54 @@ impl RedisStore {
     /// Ends `lease` with its fill's outcome and tells the waiting instances. Best effort: a
     /// waiter that does not hear it finds the outcome by polling, or the lease expired.
     pub async fn finish_fill(&self, lease: Lease, stored: bool) {
-        lease.renewing.abort();
         let outcome = if stored {
             "done:stored"
         } else {
             "done:unstorable"
         };
         let life = OUTCOME_LIFE.as_millis().to_string();
-        let finished = self
-            .lease_op(&lease.key, &["finish", &lease.holder, outcome, &life])
-            .await;
-        if let Err(e) = &finished {
+        let channel = self.fills_channel();
+        let args = ["finish", &lease.holder, outcome, &life, &channel];
+        if let Err(e) = self.lease_op(&lease.key, &args).await {
             tracing::debug!(lease = %lease.key.0, error = %e, "could not finish a fill lease");
-            return;
         }
-        if let Err(e) = self
-            .publish(&self.fills_channel(), lease.key.0.clone())
-            .await
-        {
-            tracing::debug!(lease = %lease.key.0, error = %e, "could not announce a finished fill");
+    }
+
+    /// `SET key holder NX PX lease_ms`: whether the lease was free and is now `holder`'s.
+    async fn take_if_free(
+        &self,
+        key: &LeaseKey,
+        holder: &str,
+        lease_ms: &str,
+    ) -> Result<bool, StoreError> {
+        let gate = self.gate(&key.0);
+        let mut conn = self.conn(&gate)?;
+        let mut set = redis::cmd("SET");
+        set.arg(&key.0)
+            .arg(holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(lease_ms);
+        let reply: Option<String> = self.guarded(&gate, set.query_async(&mut conn)).await?;
+        Ok(reply.is_some())
+    }
+
+    /// Runs `work` (the fill) while holding `lease`, renewing it every [`RENEW_EVERY`] for as
+    /// long as the work takes (most fills end before the first renewal). A renewal that fails
+    /// is tried again at the next beat: the lease has [`LEASE`] to live, three beats.
+    pub async fn renewing<T>(&self, lease: &Lease, work: impl Future<Output = T>) -> T {
+        let lease_ms = LEASE.as_millis().to_string();
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                () = tokio::time::sleep(RENEW_EVERY) => {
+                    let args = ["renew", lease.holder.as_str(), &lease_ms];
+                    if let Err(e) = self.lease_op(&lease.key, &args).await {
+                        tracing::debug!(lease = %lease.key.0, error = %e, "could not renew a fill lease");
+                    }
+                }
+            }
         }
     }
 
@@ -146,24 +167,5 @@ impl RedisStore {
         }
         self.guarded(&gate, invocation.invoke_async(&mut conn))
             .await
-    }
-}
-
-/// Renews the lease every [`RENEW_EVERY`] until it is lost or the task is aborted (the lease
-/// finished or dropped). A renewal that fails is tried again at the next beat: the lease has
-/// [`LEASE`] to live, three beats.
-async fn renew(shared: Weak<Shared>, instance: u64, key: LeaseKey, holder: String) {
-    let lease_ms = LEASE.as_millis().to_string();
-    loop {
-        tokio::time::sleep(RENEW_EVERY).await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let store = RedisStore::view(shared, instance);
-        match store.lease_op(&key, &["renew", &holder, &lease_ms]).await {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) => tracing::debug!(lease = %key.0, error = %e, "could not renew a fill lease"),
-        }
     }
 }

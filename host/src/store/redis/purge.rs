@@ -69,15 +69,16 @@ impl RedisStore {
             flush,
             ack: rand::random::<u64>() | 1,
         };
-        let receivers = self.publish(&self.channel(), announcement.encode()).await?;
+        let receivers = self.publish(announcement.encode()).await?;
         self.await_acks(announcement.ack, receivers).await;
         Ok(())
     }
 
-    /// Publishes `message` on `channel`; answers how many subscribers got it. On a cluster any
-    /// node will do (PUBLISH reaches every node's subscribers), so it goes to the first node
-    /// whose breaker is closed.
-    pub(super) async fn publish(&self, channel: &str, message: String) -> Result<u64, StoreError> {
+    /// Publishes `message` on the invalidation channel; answers how many subscribers got it.
+    /// On a cluster any node will do (PUBLISH reaches every node's subscribers), so it goes to
+    /// the first node whose breaker is closed.
+    async fn publish(&self, message: String) -> Result<u64, StoreError> {
+        let channel = self.channel();
         if !self.cluster() {
             let gate = Gate::Shared(&self.shared.breaker);
             let mut conn = self.conn_unguarded()?;
@@ -85,7 +86,7 @@ impl RedisStore {
                 .guarded(
                     &gate,
                     redis::cmd("PUBLISH")
-                        .arg(channel)
+                        .arg(&channel)
                         .arg(&message)
                         .query_async(&mut conn),
                 )
@@ -103,7 +104,7 @@ impl RedisStore {
                 port: node.addr.port,
             });
             let mut cmd = redis::cmd("PUBLISH");
-            cmd.arg(channel).arg(&message);
+            cmd.arg(&channel).arg(&message);
             match self
                 .guarded(&node.breaker, conn.route_command(cmd, routing))
                 .await

@@ -36,6 +36,45 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo ARGS` with the workspace's own crates compiled by `clippy-driver` instead of `rustc`
+/// (dependencies by `rustc` as usual): the build lints what it compiles, so one build is both
+/// the lint and the test build. A separate `cargo clippy` would check every dependency once
+/// more in check mode, which cost CI several minutes of its two cores. With `deny`, every
+/// warning (rustc's and clippy's) fails the build, as `cargo clippy -- -D warnings` does;
+/// without, they are printed.
+///
+/// The build, the demo and the tests all build this way, so none rebuilds what another built
+/// (the wrapper and its arguments are part of cargo's fingerprint).
+pub fn cargo_linted(args: &[&str], deny: bool) -> anyhow::Result<()> {
+    let mut cmd = Command::new(cargo_program());
+    cmd.args(args).current_dir(root());
+    if let Some(driver) = clippy_driver() {
+        let clippy_args = if deny {
+            "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+        } else {
+            ""
+        };
+        cmd.env("RUSTC_WORKSPACE_WRAPPER", driver)
+            .env("CLIPPY_ARGS", clippy_args);
+    } else if deny {
+        bail!("clippy-driver not found: `rustup component add clippy`");
+    }
+    run(&mut cmd)
+}
+
+/// The toolchain's `clippy-driver`: beside the `cargo` that runs us, else on the `PATH`.
+fn clippy_driver() -> Option<PathBuf> {
+    let beside = Path::new(&cargo_program()).with_file_name("clippy-driver");
+    if beside.is_file() {
+        return Some(beside);
+    }
+    Command::new("clippy-driver")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        .then(|| PathBuf::from("clippy-driver"))
+}
+
 /// `cargo <subcommand>` over every plugin crate and the SDK (see `xtask::plugins`).
 pub fn plugin_cargo(subcommand: &str) -> Command {
     plugins::cargo(&cargo_program(), subcommand, &root())
@@ -74,21 +113,25 @@ fn install(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Plugins, then `target/release/larder` and `target/release/scat-origin`.
+/// Plugins, then `target/release/larder` and `target/release/scat-origin`, linted
+/// ([`cargo_linted`]; `deny`: warnings fail the build).
 ///
 /// One cargo build, so the `larder` library is compiled once for the binary and the tests:
 /// cargo unifies the features that `larder-tests` asks of it (`test-support`) with the
 /// binary's. That adds no code to the binary (the test helpers are generic over the store, or
 /// unused, and dropped at link time); `cargo build --release -p larder` builds without them.
-pub fn all() -> anyhow::Result<()> {
+pub fn all(deny: bool) -> anyhow::Result<()> {
     plugins()?;
-    cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "larder",
-        "-p",
-        "larder-tests",
-        "--bins",
-    ])
+    cargo_linted(
+        &[
+            "build",
+            "--release",
+            "-p",
+            "larder",
+            "-p",
+            "larder-tests",
+            "--bins",
+        ],
+        deny,
+    )
 }

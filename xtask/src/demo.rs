@@ -54,7 +54,7 @@ fn have_setpriv() -> bool {
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let smoke = args.iter().any(|a| a == "--smoke");
-    build::all()?;
+    build::all(true)?;
     let root = build::root();
     let bin = root.join("target/release");
 

@@ -19,7 +19,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
-        Some("build") => build::all(),
+        Some("build") => build::all(true),
         Some("demo") => demo::run(rest),
         Some("test") => test::run(rest),
         Some("coverage") => coverage::run(rest),

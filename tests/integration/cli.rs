@@ -56,15 +56,17 @@ fn a_route_whose_plugin_is_missing_is_refused_before_listening() {
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[[route]]\nname = \"r\"\npath = \"/x\"\nplugin = \"nope\"\n",
     )
     .unwrap();
-    let out = larder(&["serve", "--config", path.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains(
-            "larder.toml:8: route \"r\" uses plugin \"nope\", which is not loaded: no nope.wasm in"
-        ),
-        "{err}"
-    );
+    for command in ["serve", "check-config"] {
+        let out = larder(&[command, "--config", path.to_str().unwrap()]);
+        assert!(!out.status.success(), "{command} accepted it");
+        let err = stderr(&out);
+        assert!(
+            err.contains(
+                "larder.toml:8: route \"r\" uses plugin \"nope\", which is not loaded: no nope.wasm in"
+            ),
+            "{command}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -142,6 +144,25 @@ fn plugin_run_prints_the_decisions() {
     ]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json["on_request"]["pass"].is_string(), "{json}");
+
+    // A passed request never reaches on-response in the gateway, nor here.
+    let out = larder(&[
+        "plugin",
+        "run",
+        plugin.to_str().unwrap(),
+        "--path",
+        "/api/v1/repositories/42",
+        "--route",
+        "/api/v1/repositories/{id}",
+        "--header",
+        "Authorization: Bearer x",
+        "--status",
+        "200",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["on_request"]["pass"].is_string(), "{json}");
+    assert!(json["on_response"].get("store").is_none(), "{json}");
+    assert!(json["on_response"]["not_called"].is_string(), "{json}");
 
     let out = larder(&[
         "plugin",

@@ -283,6 +283,11 @@ fn check_config(config: &str) -> Result<(), String> {
         .arg(&path)
         // A `[redis]` section needs a URL; nothing connects to it.
         .env("REDIS_URL", "redis://127.0.0.1:1")
+        // The plugins the gateways get (`GatewayProcess` installs the example plugins).
+        .env(
+            "LARDER_PLUGIN_DIR",
+            larder_tests::plugins::workspace_root().join("target/plugins"),
+        )
         .output()
         .expect("run larder check-config (is it built? `cargo xtask build`)");
     if out.status.success() {

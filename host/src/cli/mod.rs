@@ -85,6 +85,21 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve { config } => serve(config).await,
         Command::CheckConfig { config } => {
             let loaded = Config::load(&config, &EnvOverrides::from_env())?;
+            // What `serve` refuses before loading anything: a route whose plugin file is not
+            // there. (Whether a file loads and decides is `larder plugin check`'s question.)
+            for route in &loaded.routes {
+                let dir = &loaded.plugins.dir;
+                if !dir.join(format!("{}.wasm", route.plugin)).is_file() {
+                    return Err(crate::gateway::MissingPlugin {
+                        file: config.display().to_string(),
+                        line: route.plugin_line,
+                        route: route.name.clone(),
+                        plugin: route.plugin.clone(),
+                        reason: format!("no {}.wasm in {}", route.plugin, dir.display()),
+                    }
+                    .into());
+                }
+            }
             for note in loaded.notes() {
                 println!("{}: note: {note}", config.display());
             }
@@ -152,8 +167,11 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LARDER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a terminal: a log file or a container's log collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),

@@ -120,11 +120,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Value> {
     };
     let unsafe_method = matches!(req.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
     let mut out = json!({ "plugin": plugin.name.as_ref(), "version": plugin.version });
+    let mut passed = false;
     if !unsafe_method {
         let d = plugin.on_request(0, limits, &req).await?;
+        passed = matches!(d, RequestDecision::Pass(_));
         out["on_request"] = request_decision(&d);
     }
-    if let Some(status) = args.status {
+    if passed && args.status.is_some() {
+        // The gateway forwards a passed request uncached and never asks on-response about it:
+        // neither does this, or it would print a decision the gateway would never make.
+        out["on_response"] = json!({ "not_called": "on-request passed the request" });
+    } else if let Some(status) = args.status {
         let resp = Response {
             status,
             headers: headers(&args.response_headers)?,

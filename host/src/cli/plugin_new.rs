@@ -55,8 +55,9 @@ pub struct NewArgs {
 pub struct Created {
     pub dir: PathBuf,
     pub files: Vec<PathBuf>,
-    /// Where `cargo build --release --target wasm32-wasip2` puts the component, relative to
-    /// `dir`.
+    /// The command that builds the component (in `dir`).
+    pub build: String,
+    /// Where [`Created::build`] puts the component, relative to `dir`.
     pub wasm: PathBuf,
     /// The workspace the crate joined, or `None` for a standalone crate.
     pub workspace: Option<PathBuf>,
@@ -82,7 +83,7 @@ impl std::fmt::Display for Created {
         writeln!(f, "\nnext:")?;
         writeln!(f, "  cd {}", self.dir.display())?;
         writeln!(f, "  cargo test")?;
-        writeln!(f, "  cargo build --release --target wasm32-wasip2")?;
+        writeln!(f, "  {}", self.build)?;
         writeln!(f, "  larder plugin check {}", self.wasm.display())?;
         write!(
             f,
@@ -98,11 +99,13 @@ pub fn new_plugin(args: &NewArgs, cwd: &Path) -> anyhow::Result<Created> {
     validate_name(&args.name)?;
     let dir = new_dir(args, cwd)?;
     let layout = layout(args, cwd, &dir)?;
+    let build = build(&layout);
     let (wasm, files) = files(args, &dir, &layout);
     write(&dir, &files)?;
     Ok(Created {
         dir,
         files: files.into_iter().map(|(p, _)| p).collect(),
+        build: build.command.to_owned(),
         wasm,
         workspace: match &layout {
             Layout::Member(ws) => Some(ws.root().to_owned()),
@@ -118,6 +121,28 @@ pub fn new_plugin(args: &NewArgs, cwd: &Path) -> anyhow::Result<Created> {
 enum Layout {
     Member(Workspace),
     Standalone { sdk: PathBuf },
+}
+
+/// How the component is built, and the profile directory it lands in.
+struct Build {
+    command: &'static str,
+    profile_dir: &'static str,
+}
+
+/// A member of a workspace with a `plugin` profile (Larder's own) builds with it; anything else
+/// with `release`, which the standalone manifest optimises for size. (A member's size comes
+/// from its workspace's profiles, which a member cannot set.)
+fn build(layout: &Layout) -> Build {
+    match layout {
+        Layout::Member(ws) if ws.has_plugin_profile => Build {
+            command: "cargo build --profile plugin --target wasm32-wasip2",
+            profile_dir: "plugin",
+        },
+        _ => Build {
+            command: "cargo build --release --target wasm32-wasip2",
+            profile_dir: "release",
+        },
+    }
 }
 
 /// The directory to create: absolute, in an existing parent (canonical), and not there yet.
@@ -181,13 +206,15 @@ fn layout(args: &NewArgs, cwd: &Path, dir: &Path) -> anyhow::Result<Layout> {
 /// The crate's files, and where its component will be built (relative to `dir`).
 fn files(args: &NewArgs, dir: &Path, layout: &Layout) -> (PathBuf, Vec<(PathBuf, String)>) {
     let lib = args.name.replace('-', "_");
+    let build = build(layout);
+    let out_dir = format!("wasm32-wasip2/{}", build.profile_dir);
     let (manifest, wasm, where_) = match layout {
         Layout::Member(ws) => {
             let target = ws.root().join("target");
             (
                 member_manifest(&args.name, ws),
                 relative(dir, &target)
-                    .join("wasm32-wasip2/release")
+                    .join(&out_dir)
                     .join(format!("{lib}.wasm")),
                 format!(
                     "It is a member of the workspace at `{}`, and gets the SDK from it.",
@@ -197,7 +224,9 @@ fn files(args: &NewArgs, dir: &Path, layout: &Layout) -> (PathBuf, Vec<(PathBuf,
         }
         Layout::Standalone { sdk } => (
             standalone_manifest(&args.name, sdk),
-            PathBuf::from("target/wasm32-wasip2/release").join(format!("{lib}.wasm")),
+            PathBuf::from("target")
+                .join(&out_dir)
+                .join(format!("{lib}.wasm")),
             format!(
                 "It is a workspace of its own and uses the SDK at `{}` (see `Cargo.toml`).",
                 sdk.display()
@@ -210,6 +239,7 @@ fn files(args: &NewArgs, dir: &Path, layout: &Layout) -> (PathBuf, Vec<(PathBuf,
             .replace("__TYPE__", &type_name(&args.name))
             .replace("__LIB__", &lib)
             .replace("__WASM__", &wasm_str)
+            .replace("__BUILD__", build.command)
             .replace("__WHERE__", &where_)
     };
 
@@ -363,5 +393,39 @@ mod tests {
             PathBuf::from("../../target/wasm32-wasip2/release/docs.wasm")
         );
         assert!(!created.dir.join("Cargo.lock").exists());
+    }
+
+    #[test]
+    fn a_member_of_a_workspace_with_a_plugin_profile_builds_with_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("plugins")).unwrap();
+        std::fs::write(
+            tmp.path().join("Cargo.toml"),
+            "[workspace]\nmembers = [\"plugins/*\"]\n[workspace.dependencies]\nlarder-sdk = { path = \"sdk\" }\n\n[profile.plugin]\ninherits = \"release\"\nopt-level = \"s\"\n",
+        )
+        .unwrap();
+        let args = NewArgs {
+            name: "docs".into(),
+            dir: Some("plugins/docs".into()),
+            sdk: None,
+        };
+        let created = new_plugin(&args, tmp.path()).unwrap();
+        assert_eq!(
+            created.build,
+            "cargo build --profile plugin --target wasm32-wasip2"
+        );
+        assert_eq!(
+            created.wasm,
+            PathBuf::from("../../target/wasm32-wasip2/plugin/docs.wasm")
+        );
+        for file in ["README.md", "src/lib.rs"] {
+            let text = std::fs::read_to_string(created.dir.join(file)).unwrap();
+            assert!(
+                text.contains("cargo build --profile plugin --target wasm32-wasip2")
+                    && text.contains("target/wasm32-wasip2/plugin/docs.wasm")
+                    && !text.contains("--release"),
+                "{file}: {text}"
+            );
+        }
     }
 }

@@ -22,16 +22,15 @@ name = "{name}"
 description = "A Larder cache policy."
 {package}
 [lib]
-# A WebAssembly component: `cargo build --release --target wasm32-wasip2` makes
-# target/wasm32-wasip2/release/{lib}.wasm (in the workspace's target directory).
+# A WebAssembly component: see README.md for the command that builds it, and where it lands
+# (in the workspace's target directory).
 crate-type = ["cdylib"]
 
 [dependencies]
 # The guest SDK: the `Policy` trait, `export_policy!` and the decision builders. It generates
 # the WIT bindings itself, so no `wit-bindgen` dependency is needed here.
 larder-sdk.workspace = true
-{lints}"#,
-        lib = name.replace('-', "_")
+{lints}"#
     )
 }
 

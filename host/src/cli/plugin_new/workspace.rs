@@ -13,6 +13,9 @@ pub(super) struct Workspace {
     pub(super) has_sdk: bool,
     pub(super) has_package: bool,
     pub(super) has_lints: bool,
+    /// The workspace defines `[profile.plugin]` (Larder's own does: release, optimised for
+    /// size): its members build with it.
+    pub(super) has_plugin_profile: bool,
 }
 
 impl Workspace {
@@ -74,6 +77,7 @@ pub(super) fn enclosing_workspace(dir: &Path) -> anyhow::Result<Option<Workspace
                 .is_some(),
             has_package: ws.get("package").is_some(),
             has_lints: ws.get("lints").is_some(),
+            has_plugin_profile: doc.get("profile").and_then(|p| p.get("plugin")).is_some(),
             manifest,
         }));
     }
@@ -139,6 +143,7 @@ mod tests {
             has_sdk: true,
             has_package: true,
             has_lints: true,
+            has_plugin_profile: false,
         };
         assert!(ws.has_member(Path::new("/w/plugins/new")));
         assert!(ws.has_member(Path::new("/w/host")));

@@ -270,6 +270,48 @@ impl Request {
         self.query.as_deref().unwrap_or("")
     }
 
+    /// The query's `name=value` pairs in order, percent-decoded, with `+` read as a space (the
+    /// form encoding browsers and most clients use). A pair without `=` has an empty value;
+    /// empty pairs (`a=1&&b=2`) are skipped; an escape that is not `%` and two hex digits is
+    /// kept as written, and bytes that do not decode to UTF-8 become U+FFFD.
+    ///
+    /// ```
+    /// use larder_sdk::Request;
+    ///
+    /// let req = Request::new("GET", "/search").with_query("q=caf%C3%A9+au+lait&tag=a&tag=b&flag");
+    /// let pairs = req.query_pairs();
+    /// assert_eq!(pairs[0], ("q".to_owned(), "café au lait".to_owned()));
+    /// assert_eq!(pairs[3], ("flag".to_owned(), String::new()));
+    /// ```
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        self.query_or_empty()
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (form_decode(name), form_decode(value))
+            })
+            .collect()
+    }
+
+    /// The decoded value of the first query parameter called `name` (compared after decoding,
+    /// case-sensitively, as servers do), or `None`.
+    ///
+    /// ```
+    /// use larder_sdk::Request;
+    ///
+    /// let req = Request::new("GET", "/tech-stack").with_query("fresh=1&feature%5Ftype=tech_stack");
+    /// assert_eq!(req.query_param("fresh").as_deref(), Some("1"));
+    /// assert_eq!(req.query_param("feature_type").as_deref(), Some("tech_stack"));
+    /// assert_eq!(req.query_param("missing"), None);
+    /// ```
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query_pairs()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+
     /// The request's `Cache-Control` directives (all fields combined).
     ///
     /// ```
@@ -281,6 +323,33 @@ impl Request {
     pub fn cache_control(&self) -> CacheControl {
         CacheControl::parse(self.header_values("cache-control"))
     }
+}
+
+/// `application/x-www-form-urlencoded` decoding of one name or value: `+` is a space, `%XX` a
+/// byte; anything else as written.
+fn form_decode(text: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                bytes.get(i + 1).and_then(|&b| hex(b)),
+                bytes.get(i + 2).and_then(|&b| hex(b)),
+            ) {
+                (Some(hi), Some(lo)) => {
+                    out.push((hi * 16 + lo) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Response {
@@ -682,6 +751,29 @@ mod tests {
         assert!(req.setting_or("soft_purge", false));
         assert_eq!(req.setting_parse::<u32>("bad"), Err("ten".to_owned()));
         assert_eq!(req.setting_parse::<u32>("missing"), Ok(None));
+    }
+
+    #[test]
+    fn query_pairs_are_decoded_and_odd_escapes_kept() {
+        let req =
+            Request::new("GET", "/").with_query("a=1&&b=x%2By+z&c=%zz&d=100%&%E2%82%AC=euro&e");
+        assert_eq!(
+            req.query_pairs(),
+            [
+                ("a", "1"),
+                ("b", "x+y z"),
+                ("c", "%zz"),
+                ("d", "100%"),
+                ("€", "euro"),
+                ("e", ""),
+            ]
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        );
+        assert_eq!(req.query_param("€").as_deref(), Some("euro"));
+        assert_eq!(req.query_param("A"), None, "names are case-sensitive");
+        assert!(Request::new("GET", "/").query_pairs().is_empty());
+        let bad = Request::new("GET", "/").with_query("x=%FF");
+        assert_eq!(bad.query_param("x").as_deref(), Some("\u{FFFD}"));
     }
 
     #[test]

@@ -33,6 +33,13 @@ async fn an_analyze_invalidates_that_repository_and_the_aggregates(store: StoreK
         http::post(&h.url("/api/v1/repositories/1/actions/analyze?feature_type=complexity")).await;
     assert_eq!(analyze.status, 200);
     assert!(analyze.cache_status().contains("fwd=method"));
+    assert!(
+        analyze
+            .cache_status()
+            .contains("detail=\"purged repo:1, all-repos\""),
+        "the write says what it purged: {}",
+        analyze.cache_status()
+    );
 
     for p in &paths {
         let r = h.get(p).await;

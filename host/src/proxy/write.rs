@@ -201,7 +201,7 @@ impl Exchange {
                     entries = purged.entries,
                     "invalidated"
                 );
-                status
+                status.detail(&purged_detail(&list))
             }
             Err(e) if e.is_pending() => {
                 tracing::warn!(request_id = self.request_id, error = %e, "invalidation pending");
@@ -224,5 +224,59 @@ impl Exchange {
             // A verification is stamped in whole milliseconds: a few more cover the rounding.
             tokio::time::sleep(cache.memory_tier_trust + Duration::from_millis(5)).await;
         }
+    }
+}
+
+/// What a write purged, for its `Cache-Status`: `detail="purged repo:42, all-repos"`, keys and
+/// prefixes as `key a/b` and `prefix a/`, soft purges marked `(soft)`. The field keeps its first
+/// 128 characters.
+fn purged_detail(list: &[larder_bindings::types::Invalidation]) -> String {
+    use larder_bindings::types::InvalidationTarget;
+    use std::fmt::Write;
+
+    let mut text = String::from("purged");
+    for (i, invalidation) in list.iter().enumerate() {
+        text.push_str(if i == 0 { " " } else { ", " });
+        let _ = match &invalidation.target {
+            InvalidationTarget::Tag(tag) => write!(text, "{tag}"),
+            InvalidationTarget::Key(k) => write!(text, "key {}", k.parts.join("/")),
+            InvalidationTarget::Prefix(k) => write!(text, "prefix {}/", k.parts.join("/")),
+        };
+        if invalidation.soft {
+            text.push_str(" (soft)");
+        }
+        if text.len() > 128 {
+            break;
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use larder_bindings::types::{Invalidation, InvalidationTarget, KeyRef};
+
+    #[test]
+    fn a_writes_cache_status_names_what_it_purged() {
+        let tag = |t: &str, soft| Invalidation {
+            target: InvalidationTarget::Tag(t.into()),
+            soft,
+        };
+        let key = KeyRef {
+            route: None,
+            parts: vec!["repo".into(), "1".into()],
+        };
+        let list = [
+            tag("repo:42", false),
+            tag("all-repos", true),
+            Invalidation {
+                target: InvalidationTarget::Prefix(key),
+                soft: false,
+            },
+        ];
+        assert_eq!(
+            super::purged_detail(&list),
+            "purged repo:42, all-repos (soft), prefix repo/1/"
+        );
     }
 }

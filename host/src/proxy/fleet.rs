@@ -59,7 +59,9 @@ impl Exchange {
                 // Redis cannot coordinate now: fill alone, as one instance would.
                 Err(_) => break,
                 Ok(Claim::Won(lease)) => {
-                    if mode != ClaimMode::New {
+                    // Free while waiting: its holder vanished (a forced claim is not a
+                    // takeover: the holder finished, its entry did not fit this request).
+                    if mode == ClaimMode::Wait {
                         self.telemetry().lease_taken_over();
                     }
                     let filled = redis.renewing(&lease, self.fill(policy, miss)).await;

@@ -366,13 +366,14 @@ mod tests {
         assert!(created.dir.join("Cargo.lock").is_file());
     }
 
-    #[test]
-    fn a_crate_in_a_workspace_with_the_sdk_joins_it() {
+    /// `plugin new docs --dir plugins/docs` in a workspace whose members are `plugins/*`, with
+    /// the SDK and `more` in its manifest.
+    fn new_member(more: &str) -> (tempfile::TempDir, Created) {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir(tmp.path().join("plugins")).unwrap();
         std::fs::write(
             tmp.path().join("Cargo.toml"),
-            "[workspace]\nmembers = [\"plugins/*\"]\n[workspace.dependencies]\nlarder-sdk = { path = \"sdk\" }\n",
+            format!("[workspace]\nmembers = [\"plugins/*\"]\n[workspace.dependencies]\nlarder-sdk = {{ path = \"sdk\" }}\n{more}"),
         )
         .unwrap();
         let args = NewArgs {
@@ -381,6 +382,12 @@ mod tests {
             sdk: None,
         };
         let created = new_plugin(&args, tmp.path()).unwrap();
+        (tmp, created)
+    }
+
+    #[test]
+    fn a_crate_in_a_workspace_with_the_sdk_joins_it() {
+        let (_tmp, created) = new_member("");
         let manifest = std::fs::read_to_string(created.dir.join("Cargo.toml")).unwrap();
         let doc: toml::Table = toml::from_str(&manifest).unwrap();
         assert!(!doc.contains_key("workspace"), "{manifest}");
@@ -397,19 +404,8 @@ mod tests {
 
     #[test]
     fn a_member_of_a_workspace_with_a_plugin_profile_builds_with_it() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir(tmp.path().join("plugins")).unwrap();
-        std::fs::write(
-            tmp.path().join("Cargo.toml"),
-            "[workspace]\nmembers = [\"plugins/*\"]\n[workspace.dependencies]\nlarder-sdk = { path = \"sdk\" }\n\n[profile.plugin]\ninherits = \"release\"\nopt-level = \"s\"\n",
-        )
-        .unwrap();
-        let args = NewArgs {
-            name: "docs".into(),
-            dir: Some("plugins/docs".into()),
-            sdk: None,
-        };
-        let created = new_plugin(&args, tmp.path()).unwrap();
+        let (_tmp, created) =
+            new_member("\n[profile.plugin]\ninherits = \"release\"\nopt-level = \"s\"\n");
         assert_eq!(
             created.build,
             "cargo build --profile plugin --target wasm32-wasip2"

@@ -10,38 +10,11 @@
 # Knobs: DURATION (seconds per run, default 10), CONNS (default 64), ROUNDS (default 2).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-BIN="${LARDER_BIN:-$ROOT/target/release/larder}"
-ORIGIN_BIN="${ORIGIN_BIN:-$ROOT/target/release/scat-origin}"
-PLUGINS="${PLUGIN_DIR:-$ROOT/target/plugins}"
+source "$(dirname "$0")/common.sh"
 DURATION="${DURATION:-10}"
 CONNS="${CONNS:-64}"
-
-for tool in wrk redis-server redis-cli curl; do
-  command -v "$tool" >/dev/null || { echo "$tool is needed (as root: cargo xtask apt-install wrk redis-server curl)" >&2; exit 1; }
-done
-[ -x "$BIN" ] && [ -x "$ORIGIN_BIN" ] && [ -f "$PLUGINS/standard.wasm" ] \
-  || { echo "run 'cargo xtask build' first" >&2; exit 1; }
-
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-ORIGIN_PORT=$(free_port)
-"$ORIGIN_BIN" --listen "127.0.0.1:$ORIGIN_PORT" --delay-ms 0 --ai-delay-ms 0 >"$WORK/origin.log" 2>&1 &
-PIDS+=($!)
-REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
-REDIS_PID=$!
-PIDS+=($REDIS_PID)
-for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$ORIGIN_PORT/api/v1/health" && break; sleep 0.1; done
+require wrk redis-server redis-cli curl
+start_origin_and_redis
 
 start_larder() { # name fleet_coalescing; sets STARTED_PORT, STARTED_ADMIN
   local port admin

@@ -15,41 +15,11 @@
 # send a unique id or trace header.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-BIN="${LARDER_BIN:-$ROOT/target/release/larder}"
-ORIGIN_BIN="${ORIGIN_BIN:-$ROOT/target/release/scat-origin}"
-PLUGINS="${PLUGIN_DIR:-$ROOT/target/plugins}"
+source "$(dirname "$0")/common.sh"
 DURATION="${DURATION:-10}"
 SIZES="${SIZES:-1024 65536}"
-
-for tool in wrk redis-server curl; do
-  command -v "$tool" >/dev/null || { echo "$tool is needed (as root: cargo xtask apt-install wrk redis-server curl)" >&2; exit 1; }
-done
-[ -x "$BIN" ] && [ -x "$ORIGIN_BIN" ] && [ -f "$PLUGINS/standard.wasm" ] \
-  || { echo "run 'cargo xtask build' first" >&2; exit 1; }
-
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() {
-  for _ in $(seq 1 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
-  echo "nothing answers at $1" >&2; exit 1
-}
-
-ORIGIN_PORT=$(free_port)
-"$ORIGIN_BIN" --listen "127.0.0.1:$ORIGIN_PORT" --delay-ms 0 --ai-delay-ms 0 >"$WORK/origin.log" 2>&1 &
-PIDS+=($!)
-REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$ORIGIN_PORT/api/v1/health"
+require wrk redis-server curl
+start_origin_and_redis
 
 # Two gateways: Redis only, and Redis behind a 64 MiB memory tier. Not called in `$(...)`: a
 # subshell's PIDS would be lost, and the gateways left running after the script.

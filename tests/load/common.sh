@@ -1,0 +1,48 @@
+# What the load scripts share (sourced, not run): where the binaries are, a work directory and
+# the processes to stop when the script ends, free ports, and the origin and Redis every
+# measurement runs against.
+#
+#   source "$(dirname "$0")/common.sh"
+#   require wrk redis-server curl      # exits with the install command when one is missing
+#   start_origin_and_redis             # sets ORIGIN_PORT, REDIS_PORT, REDIS_PID
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BIN="${LARDER_BIN:-$ROOT/target/release/larder}"
+ORIGIN_BIN="${ORIGIN_BIN:-$ROOT/target/release/scat-origin}"
+PLUGINS="${PLUGIN_DIR:-$ROOT/target/plugins}"
+
+require() { # tool...
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "$tool is needed (as root: cargo xtask apt-install $*)" >&2; exit 1; }
+  done
+  [ -x "$BIN" ] && [ -x "$ORIGIN_BIN" ] && [ -f "$PLUGINS/standard.wasm" ] \
+    || { echo "run 'cargo xtask build' first" >&2; exit 1; }
+}
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() {
+  for _ in $(seq 1 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
+  echo "nothing answers at $1" >&2; exit 1
+}
+
+# The stand-in backend without delays, and a Redis without persistence. Not called in `$(...)`:
+# a subshell's PIDS would be lost, and the processes left running after the script.
+start_origin_and_redis() {
+  ORIGIN_PORT=$(free_port)
+  "$ORIGIN_BIN" --listen "127.0.0.1:$ORIGIN_PORT" --delay-ms 0 --ai-delay-ms 0 >"$WORK/origin.log" 2>&1 &
+  PIDS+=($!)
+  REDIS_PORT=$(free_port)
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+  REDIS_PID=$!
+  PIDS+=($REDIS_PID)
+  wait_http "http://127.0.0.1:$ORIGIN_PORT/api/v1/health"
+}

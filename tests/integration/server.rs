@@ -1,6 +1,6 @@
-//! The proxy listener: connections are spread over worker threads (`server.workers`), which
+//! The listeners: the proxy's connections are spread over worker threads (`server.workers`), which
 //! share one cache and keep one Redis connection each; stopping lets a request in flight finish
-//! and accepts nothing new.
+//! and accepts nothing new; both listeners hold clients to the same timeouts.
 
 use std::time::Duration;
 
@@ -332,5 +332,79 @@ async fn a_post_body_sent_too_slowly_is_answered_408() {
     assert!(answer.contains("body_read_timeout_ms"), "{answer}");
     assert!(sent.elapsed() >= Duration::from_millis(250));
     assert_eq!(h.origin_count("POST", "/api/v1/embeddings"), 0);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_listener_has_the_same_timeouts_and_a_connection_limit_of_its_own() {
+    use tokio::io::AsyncWriteExt;
+    const ADMIN_CONNECTIONS: usize = 64;
+    const OPENED: usize = ADMIN_CONNECTIONS + 6;
+    let timeout = Duration::from_millis(3000);
+    let h = Harness::with_routes(
+        &demo_with_server(&format!("header_read_timeout_ms = {}", timeout.as_millis())),
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        install_example_plugins,
+    )
+    .await;
+    let admin = h.gateway.admin_addr;
+    let mut held = Vec::with_capacity(OPENED);
+    for _ in 0..OPENED {
+        let mut tcp = tokio::net::TcpStream::connect(admin)
+            .await
+            .expect("connect");
+        tcp.write_all(b"GET /health HTTP/1.1\r\nhost: localhost\r\nx-slow: ")
+            .await
+            .ok();
+        held.push((tokio::time::Instant::now(), tcp));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Those past the limit are closed at once. (The tests' shared HTTP client may keep an idle
+    // connection or two of its own to this listener, which count too.)
+    let mut refused = Vec::new();
+    let mut admitted = Vec::new();
+    for (i, (opened, mut tcp)) in held.into_iter().enumerate() {
+        let soon = tokio::time::Instant::now() + Duration::from_millis(10);
+        match read_until_closed(&mut tcp, soon).await {
+            Some(answer) => {
+                let answer = String::from_utf8_lossy(&answer).into_owned();
+                assert!(
+                    answer.is_empty() || answer.starts_with("HTTP/1.1 503"),
+                    "{answer}"
+                );
+                refused.push(i);
+            }
+            None => admitted.push((opened, tcp)),
+        }
+    }
+    assert!(
+        (OPENED - ADMIN_CONNECTIONS..=OPENED - ADMIN_CONNECTIONS + 4).contains(&refused.len())
+            && refused.iter().all(|i| *i >= ADMIN_CONNECTIONS - 4),
+        "refused: {refused:?}"
+    );
+
+    // The others are closed after the header timeout, none before it.
+    let deadline = tokio::time::Instant::now() + timeout + Duration::from_secs(5);
+    let closings = admitted.into_iter().map(|(opened, mut tcp)| async move {
+        let closed = read_until_closed(&mut tcp, deadline).await;
+        (closed.is_some(), opened.elapsed())
+    });
+    let closings = futures_util::future::join_all(closings).await;
+    let open = closings.iter().filter(|(closed, _)| !closed).count();
+    assert_eq!(open, 0, "{open} held admin connections still open");
+    let early = closings
+        .iter()
+        .filter(|(_, after)| *after < timeout - Duration::from_millis(50))
+        .count();
+    assert_eq!(
+        early, 0,
+        "admin connections closed before the header timeout"
+    );
+
+    // And the admin API answers again.
+    let reply = http::get(&h.admin("/health")).await;
+    assert_eq!(reply.status, 200);
     h.stop().await;
 }

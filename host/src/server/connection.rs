@@ -1,4 +1,4 @@
-//! The proxy listener's limits on client connections: how many may be open at once, how long
+//! The listeners' limits on client connections: how many may be open at once, how long
 //! one may take to send its first request, and how long it may sit idle.
 //!
 //! hyper bounds the rest itself: an HTTP/1.1 request's headers (`header_read_timeout`, which it
@@ -11,10 +11,87 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::ServerConfig;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The HTTP server both listeners use: HTTP/1.1 or HTTP/2 (prior knowledge), hyper's header
+/// read timeout and HTTP/2 keep-alive pings.
+pub fn http(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    http.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.http2_keepalive);
+    http
+}
+
+/// Serves one connection in a task of its own, holding `slot` until it closes: closed at once
+/// when no request came within the header read timeout, shut down gracefully when it has been
+/// idle for the idle timeout or when `stopping` turns true. `service` must count its requests
+/// in `activity` ([`Activity::begin`]); the task holds `stopping` until it ends, so whoever
+/// sends on its channel can wait for every connection to close.
+pub fn spawn<S, B>(
+    http: &auto::Builder<TokioExecutor>,
+    tcp: TcpStream,
+    slot: Slot,
+    activity: Arc<Activity>,
+    limits: Limits,
+    service: S,
+    mut stopping: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let connection = http.serve_connection(TokioIo::new(tcp), service);
+    let connection = connection.into_owned();
+    tokio::spawn(async move {
+        let _slot = slot;
+        let mut connection = std::pin::pin!(connection);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                ended = connection.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    break;
+                }
+                _ = stopping.wait_for(|s| *s), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                expiry = activity.expired(&limits), if !closing => match expiry {
+                    // Nothing in flight and nothing owed: close at once.
+                    Expiry::NoRequest => {
+                        tracing::debug!("no request within the header read timeout; closed");
+                        break;
+                    }
+                    Expiry::Idle => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                },
+            }
+        }
+    });
+}
 
 /// The client connections open, counted against `server.max_connections`.
 #[derive(Debug)]

@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
+use hyper::body::Incoming;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tower_service::Service;
 
 use crate::config::Config;
 use crate::gateway::Gateway;
@@ -57,16 +58,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         connections,
         watcher.clone(),
     ))];
-    let mut stop = watcher.clone();
-    tasks.push(tokio::spawn(async move {
-        let serve =
-            axum::serve(admin_listener.tap_io(nodelay), admin).with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
-        if let Err(e) = serve.await {
-            tracing::error!(listener = "admin", error = %e, "server stopped");
-        }
-    }));
+    let limits = connection::Limits::of(&gateway.snapshot().config.server);
+    tasks.push(tokio::spawn(serve_admin(
+        admin_listener,
+        admin,
+        limits,
+        watcher.clone(),
+    )));
     let watch = if gateway.snapshot().config.plugins.watch {
         Some(crate::watch::start(gateway.clone())?)
     } else {
@@ -83,6 +81,68 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tasks,
         _watch: watch,
     })
+}
+
+/// Connections the admin listener serves at once: an operator, a dashboard, a scraper or two.
+/// More are closed at once, so a client that opens many cannot take the process's file
+/// descriptors through the admin port either.
+const ADMIN_CONNECTIONS: usize = 64;
+
+/// The admin listener: the same HTTP server and limits as the proxy listener (header read
+/// timeout, idle timeout, HTTP/2 pings), at most [`ADMIN_CONNECTIONS`] open, served on the
+/// main runtime. On shutdown it stops accepting and lets open connections finish their
+/// requests.
+async fn serve_admin(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: connection::Limits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let http = connection::http(&limits);
+    let open = connection::Connections::new(ADMIN_CONNECTIONS);
+    let mut backoff = connection::Backoff::default();
+    // Every connection's task holds a receiver: `closed` below returns when all have ended.
+    let (close, closing) = watch::channel(false);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let mut tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) if connection::is_per_connection(&e) => continue,
+            Err(e) => {
+                let wait = backoff.failed(&e);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        };
+        backoff.succeeded();
+        let Some(slot) = open.admit() else {
+            refuse(&tcp);
+            continue;
+        };
+        nodelay(&mut tcp);
+        let activity = connection::Activity::new();
+        let busy = activity.clone();
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let in_flight = busy.begin();
+            let mut router = router.clone();
+            async move {
+                let response = router.call(req.map(axum::body::Body::new)).await;
+                drop(in_flight);
+                response
+            }
+        });
+        connection::spawn(&http, tcp, slot, activity, limits, service, closing.clone());
+    }
+    drop(listener);
+    let _ = close.send(true);
+    drop(closing);
+    close.closed().await;
 }
 
 /// Headers and body go out in one write, but small responses still must not wait for Nagle's

@@ -26,12 +26,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::connection::{Activity, Expiry, Limits, Slot};
+use super::connection::{self, Activity, Limits, Slot};
 use crate::gateway::Gateway;
 
 /// The running workers, fed by the accept loop.
@@ -102,13 +100,7 @@ async fn serve(
     gateway: Arc<Gateway>,
     limits: Limits,
 ) {
-    let mut http = auto::Builder::new(TokioExecutor::new());
-    http.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    http.http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(limits.http2_keepalive);
+    let http = connection::http(&limits);
     // Every connection's task holds a receiver: `closed` below returns when all have ended.
     let (stop, stopping) = watch::channel(false);
     while let Some((tcp, slot)) = connections.recv().await {
@@ -133,39 +125,15 @@ async fn serve(
                 Ok::<_, Infallible>(response)
             }
         });
-        let connection = http.serve_connection(TokioIo::new(tcp), service);
-        let connection = connection.into_owned();
-        let mut stopping = stopping.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let mut connection = std::pin::pin!(connection);
-            let mut closing = false;
-            loop {
-                tokio::select! {
-                    ended = connection.as_mut() => {
-                        if let Err(e) = ended {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                        break;
-                    }
-                    _ = stopping.wait_for(|s| *s), if !closing => {
-                        connection.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                    expiry = activity.expired(&limits), if !closing => match expiry {
-                        // Nothing in flight and nothing owed: close at once.
-                        Expiry::NoRequest => {
-                            tracing::debug!("no request within the header read timeout; closed");
-                            break;
-                        }
-                        Expiry::Idle => {
-                            connection.as_mut().graceful_shutdown();
-                            closing = true;
-                        }
-                    },
-                }
-            }
-        });
+        connection::spawn(
+            &http,
+            tcp,
+            slot,
+            activity,
+            limits,
+            service,
+            stopping.clone(),
+        );
     }
     let _ = stop.send(true);
     drop(stopping);

@@ -115,7 +115,7 @@ pub fn is_unsafe(method: &http::Method) -> bool {
 
 /// Decodes `%XX` escapes; invalid escapes and non-UTF-8 results are kept as written, so a
 /// decoded value never loses information that the key could need.
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     if !s.contains('%') {
         return s.to_owned();
     }

@@ -1,5 +1,6 @@
 //! The `larder` binary as operators and policy authors meet it: a bad config is refused with
-//! file, line and problem; `plugin check` and `plugin run` work on real components.
+//! file, line and problem; `plugin check`, `plugin run` and `plugin test` work on real
+//! components.
 
 use std::process::{Command, Output};
 
@@ -185,6 +186,111 @@ fn plugin_run_prints_the_decisions() {
         .map(|i| i["target"]["tag"].as_str().unwrap())
         .collect();
     assert_eq!(tags, ["repo:42", "all-repos"], "{json}");
+}
+
+/// Runs analysis-policy's cases file against `plugin` and asserts that every case passes.
+fn passes_the_analysis_cases(plugin: &std::path::Path) {
+    let cases = plugins::workspace_root().join("plugins/analysis-policy/cases.toml");
+    let out = larder(&[
+        "plugin",
+        "test",
+        plugin.to_str().unwrap(),
+        cases.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", stderr(&out));
+    let total = std::fs::read_to_string(&cases)
+        .unwrap()
+        .lines()
+        .filter(|l| *l == "[[case]]")
+        .count();
+    assert!(total >= 30, "{total} cases");
+    assert!(
+        stdout.ends_with(&format!("{total} passed, 0 failed\n")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn plugin_test_checks_a_policy_against_its_cases_file() {
+    let plugin = plugins::path("analysis-policy");
+    passes_the_analysis_cases(&plugin);
+
+    // Wrong expectations fail, each difference named by its path, and the command exits 1.
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("wrong.toml");
+    std::fs::write(
+        &wrong,
+        r#"
+[defaults]
+route = "ai-features"
+pattern = "/api/v1/repositories/{id}/ai-features"
+
+[[case]]
+name = "right"
+path = "/api/v1/repositories/7/ai-features"
+expect.on_request = { lookup = { parts = ["repo", "7", "ai-features", ""] } }
+
+[[case]]
+name = "wrong ttl"
+path = "/api/v1/repositories/7/ai-features"
+response = { status = 200 }
+expect.on_response = { store = { ttl = 60, tags = ["repo:7"] } }
+
+[[case]]
+name = "a call the gateway would not make"
+path = "/api/v1/repositories/7/ai-features"
+headers = { authorization = "Bearer t" }
+response = { status = 200 }
+expect.on_response = { store = {} }
+"#,
+    )
+    .unwrap();
+    let out = larder(&[
+        "plugin",
+        "test",
+        plugin.to_str().unwrap(),
+        wrong.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for line in [
+        "ok    right",
+        "FAIL  wrong ttl",
+        "      on_response.store.ttl: expected 60, got 1800",
+        "FAIL  a call the gateway would not make",
+        "      on_response: not called: on-request passed the request",
+        "1 passed, 2 failed",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "no line {line:?} in\n{stdout}"
+        );
+    }
+    assert!(
+        !stdout.contains("on_response.store.tags"),
+        "only what differs is shown: {stdout}"
+    );
+    assert!(
+        stderr(&out).contains("2 of 3 cases failed"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A malformed cases file is refused with its line.
+    std::fs::write(&wrong, "[[case]]\nname = \"x\"\npath = 7\n").unwrap();
+    let out = larder(&[
+        "plugin",
+        "test",
+        plugin.to_str().unwrap(),
+        wrong.to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("wrong.toml: not a cases file") && err.contains("line 3"),
+        "{err}"
+    );
 }
 
 #[test]

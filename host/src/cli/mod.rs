@@ -1,5 +1,5 @@
 //! The `larder` command line: `serve` and `check-config` for operators, and `plugin new`,
-//! `check` and `run` for policy authors.
+//! `check`, `run` and `test` for policy authors.
 //!
 //! The clap definitions and what each command does live here, in the library, so that
 //! `main.rs` only sets up the process (allocator, logging, runtime, exit code):
@@ -10,6 +10,7 @@
 //! - [`plugin_check`]: `larder plugin check`, is this `.wasm` a policy for this gateway.
 //! - [`plugin_run`]: `larder plugin run`, one call of a policy with a request from the command
 //!   line, its decisions printed as JSON.
+//! - [`plugin_test`]: `larder plugin test`, a policy's decisions checked against a cases file.
 
 use std::path::PathBuf;
 
@@ -21,6 +22,7 @@ use crate::config::{Config, EnvOverrides};
 pub mod plugin_check;
 pub mod plugin_new;
 pub mod plugin_run;
+pub mod plugin_test;
 
 #[derive(Parser)]
 #[command(
@@ -77,6 +79,10 @@ pub enum PluginCommand {
     Check { file: PathBuf },
     /// Call a policy with a request (and optionally a response) and print its decisions as JSON.
     Run(plugin_run::RunArgs),
+    /// Check a policy's decisions against a cases file (TOML): each case a request, and the
+    /// decisions expected of check-settings, on-request, on-response and on-invalidate. Prints
+    /// each failing case's differences; exits non-zero when any case fails.
+    Test(plugin_test::TestArgs),
 }
 
 /// Runs `command` to its end; what it prints goes to stdout, logs to stderr.
@@ -121,6 +127,14 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             PluginCommand::Run(args) => {
                 let out = plugin_run::run(args).await?;
                 println!("{}", serde_json::to_string_pretty(&out)?);
+                Ok(())
+            }
+            PluginCommand::Test(args) => {
+                let outcome = plugin_test::test(args).await?;
+                println!("{}", outcome.report);
+                if outcome.failed > 0 {
+                    anyhow::bail!("{} of {} cases failed", outcome.failed, outcome.total);
+                }
                 Ok(())
             }
         },

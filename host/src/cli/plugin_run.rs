@@ -71,18 +71,22 @@ fn headers(list: &[String]) -> anyhow::Result<Vec<Header>> {
         .collect()
 }
 
-/// Runs the plugin on the described request; returns the decisions.
-pub async fn run(args: RunArgs) -> anyhow::Result<Value> {
-    let plugin = load(&args.file).await?;
-    let limits = Limits {
-        deadline: Duration::from_millis(args.deadline_ms),
-        memory: 64 << 20,
-    };
-    let (path, query) = match args.path.split_once('?') {
+/// The request a route `route_name` with the pattern `pattern` (default: the path itself, no
+/// parameters) would show the policy for `method` and `path_and_query`: the path parameters
+/// captured and percent-decoded as the gateway's router does.
+pub fn request(
+    method: &str,
+    path_and_query: &str,
+    pattern: Option<&str>,
+    route_name: &str,
+    headers: Vec<Header>,
+    settings: Vec<Param>,
+) -> anyhow::Result<Request> {
+    let (path, query) = match path_and_query.split_once('?') {
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-        None => (args.path.clone(), None),
+        None => (path_and_query.to_owned(), None),
     };
-    let pattern = args.route.clone().unwrap_or_else(|| path.clone());
+    let pattern = pattern.unwrap_or(&path).to_owned();
     let mut router = matchit::Router::new();
     router
         .insert(pattern.as_str(), ())
@@ -94,9 +98,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Value> {
         .iter()
         .map(|(k, v)| Param {
             name: k.to_owned(),
-            value: v.to_owned(),
+            value: crate::routes::percent_decode(v),
         })
         .collect();
+    Ok(Request {
+        method: method.to_ascii_uppercase(),
+        path,
+        query,
+        headers,
+        route_name: route_name.to_owned(),
+        route_pattern: pattern,
+        params,
+        settings,
+    })
+}
+
+/// Runs the plugin on the described request; returns the decisions.
+pub async fn run(args: RunArgs) -> anyhow::Result<Value> {
+    let plugin = load(&args.file).await?;
+    let limits = Limits {
+        deadline: Duration::from_millis(args.deadline_ms),
+        memory: 64 << 20,
+    };
     let settings = args
         .settings
         .iter()
@@ -108,16 +131,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Value> {
             })
         })
         .collect::<anyhow::Result<_>>()?;
-    let req = Request {
-        method: args.method.to_ascii_uppercase(),
-        path,
-        query,
-        headers: headers(&args.headers)?,
-        route_name: args.route_name.clone(),
-        route_pattern: pattern,
-        params,
+    let req = request(
+        &args.method,
+        &args.path,
+        args.route.as_deref(),
+        &args.route_name,
+        headers(&args.headers)?,
         settings,
-    };
+    )?;
     let unsafe_method = matches!(req.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
     let mut out = json!({ "plugin": plugin.name.as_ref(), "version": plugin.version });
     let mut passed = false;

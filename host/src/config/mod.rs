@@ -30,6 +30,7 @@ mod validate;
 pub use env::EnvOverrides;
 pub use raw::defaults;
 use validate::Locator;
+pub use validate::render_setting;
 
 /// A config file that could not be used, with where and why.
 #[derive(Debug, thiserror::Error)]

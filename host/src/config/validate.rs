@@ -21,6 +21,7 @@ mod route;
 mod server;
 
 pub(super) use redis::check_prefix;
+pub use route::render_setting;
 pub(super) use server::parse_upstream;
 
 /// Turns byte offsets in the file into `file:line:column` errors.

@@ -119,20 +119,14 @@ impl Locator<'_> {
     ) -> Result<Vec<(String, String)>, ConfigError> {
         let mut out = Vec::with_capacity(settings.len());
         for (key, value) in settings {
-            let rendered = match value.get_ref() {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Float(f) => f.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
-                other => {
-                    return Err(self.error(
-                        value.span().start,
-                        format!(
-                            "setting `{key}` is a {}; settings must be strings, numbers or booleans",
-                            other.type_str()
-                        ),
-                    ));
-                }
+            let Some(rendered) = render_setting(value.get_ref()) else {
+                return Err(self.error(
+                    value.span().start,
+                    format!(
+                        "setting `{key}` is a {}; settings must be strings, numbers or booleans",
+                        value.get_ref().type_str()
+                    ),
+                ));
             };
             out.push((key.clone(), rendered));
         }
@@ -173,6 +167,18 @@ impl Locator<'_> {
             .nth(n)
             .map(|(i, _)| i)
             .unwrap_or(0)
+    }
+}
+
+/// A route setting as the policy sees it: strings as they are, numbers and booleans in their
+/// TOML form; `None` for a table, an array or a date, which settings cannot be.
+pub fn render_setting(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
     }
 }
 

@@ -212,6 +212,11 @@ fn passes_the_analysis_cases(plugin: &std::path::Path) {
 }
 
 #[test]
+fn the_python_port_of_analysis_policy_passes_the_same_cases() {
+    passes_the_analysis_cases(&plugins::python_path("analysis-policy"));
+}
+
+#[test]
 fn plugin_test_checks_a_policy_against_its_cases_file() {
     let plugin = plugins::path("analysis-policy");
     passes_the_analysis_cases(&plugin);

@@ -97,6 +97,16 @@ pub fn plugins() -> anyhow::Result<PathBuf> {
     Ok(dest)
 }
 
+/// Builds every Python policy (`plugins/python/*/app.py`) into `target/python/<name>.wasm`,
+/// those whose inputs changed (see `xtask::python`).
+pub fn python_plugins() -> anyhow::Result<Vec<PathBuf>> {
+    let root = root();
+    xtask::python::discover(&root)
+        .iter()
+        .map(|policy| xtask::python::build(&root, policy))
+        .collect()
+}
+
 /// Copies `from` to `to` through a temporary file and a rename, so a gateway watching the
 /// directory never reads a half-written plugin.
 fn install(from: &Path, to: &Path) -> anyhow::Result<()> {

@@ -6,7 +6,9 @@
 //! # Layout
 //!
 //! - [`plugins`]: the plugin crates, discovered from the folders, and their one build command.
+//! - [`python`]: the Python policies, discovered from their folders, and their build.
 //! - [`lcov`]: line coverage per module, from an LCOV report (`cargo xtask coverage`).
 
 pub mod lcov;
 pub mod plugins;
+pub mod python;

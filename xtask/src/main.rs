@@ -23,7 +23,10 @@ fn main() -> anyhow::Result<()> {
         Some("demo") => demo::run(rest),
         Some("test") => test::run(rest),
         Some("coverage") => coverage::run(rest),
-        Some("plugins") => build::plugins().map(|_| ()),
+        Some("plugins") => {
+            build::plugins()?;
+            build::python_plugins().map(|_| ())
+        }
         Some("apt-install") => {
             setup::apt_install(&rest.iter().map(String::as_str).collect::<Vec<_>>())
         }
@@ -36,7 +39,8 @@ fn main() -> anyhow::Result<()> {
              \n           (--no-lint: tests only; extra args go to cargo test)\
              \n  coverage the test suite under cargo llvm-cov: line coverage per file of\
              \n           host/src, summed per folder (extra args go to cargo test)\
-             \n  plugins  build only the plugins\
+             \n  plugins  build only the plugins (Rust into target/plugins, Python into\
+             \n           target/python)\
              \n  apt-install PACKAGE...  install Debian packages with apt-get (as root; for .ci/)"
         ),
     }

@@ -115,14 +115,22 @@ pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
         );
     }
     eprintln!("xtask: installing {} (apt-get)", packages.join(" "));
-    let update = Command::new("apt-get").args(["update", "-qq"]).status()?;
+    // Output kept, and shown only if it fails: `cargo xtask test` installs while it builds.
+    let update = Command::new("apt-get").args(["update", "-qq"]).output()?;
     let install = Command::new("apt-get")
         .args(["install", "-y", "-qq"])
         .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()?;
-    if !update.success() || !install.success() {
-        bail!("installing {} with apt-get failed", packages.join(" "));
+        .output()?;
+    for step in [&update, &install] {
+        if !step.status.success() {
+            bail!(
+                "installing {} with apt-get failed:\n{}{}",
+                packages.join(" "),
+                String::from_utf8_lossy(&step.stdout),
+                String::from_utf8_lossy(&step.stderr)
+            );
+        }
     }
     Ok(())
 }

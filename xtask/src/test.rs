@@ -17,27 +17,41 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     // (`build::cargo_linted`), which fails on the first warning.
     let deny = !no_lint;
     if !no_lint {
-        setup::ensure_lint_components()?;
-        build::cargo(&["fmt", "--all", "--check"])?;
-        setup::ensure_wasm_target()?;
-        build::run(build::plugin_cargo("clippy").args(["--", "-D", "warnings"]))?;
+        timed("format and plugin lints", || {
+            setup::ensure_lint_components()?;
+            build::cargo(&["fmt", "--all", "--check"])?;
+            setup::ensure_wasm_target()?;
+            build::run(build::plugin_cargo("clippy").args(["--", "-D", "warnings"]))
+        })?;
     }
-    setup::ensure_test_programs()?;
+    // Installing the test programs (apt: Chromium for the dashboard's test) waits on the
+    // network and the disk, the build on the cores: on a fresh machine they overlap.
+    let programs = std::thread::spawn(|| timed("test programs", setup::ensure_test_programs));
     // The plugins, and `target/release/larder`, which the CLI and fault tests run.
-    build::all(deny)?;
+    timed("build", || build::all(deny))?;
     // The gateway side: the workspace's default members (root `Cargo.toml`). Not the SDK nor
     // the plugins: the SDK's `wit-bindgen` macro would bring its own proc-macro dependencies
     // into this build, change the features of ones wasmtime's macros share (`indexmap`,
     // `anyhow`), and so build wasmtime a second time (about ten minutes on CI's two cores).
     // Every target is built (and so linted) first, benches and examples included, as
     // `cargo clippy --all-targets` would; the test run reuses what it built.
-    build::cargo_linted(&["build", "--release", "--all-targets"], deny)?;
+    timed("build of every target", || {
+        build::cargo_linted(&["build", "--release", "--all-targets"], deny)
+    })?;
+    // The Python policies' components (which the tests load) and their own tests (pytest).
+    timed("Python policies", || {
+        build::python_plugins()?;
+        xtask::python::pytest(&build::root())
+    })?;
+    programs
+        .join()
+        .map_err(|_| anyhow::anyhow!("installing the test programs panicked"))??;
     let mut cmd = vec!["test", "--release"];
     if !extra.is_empty() {
         cmd.push("--");
         cmd.extend(extra);
     }
-    build::cargo_linted(&cmd, deny)?;
+    timed("tests", || build::cargo_linted(&cmd, deny))?;
     // The unit tests of the crates under `plugins/` (the SDK and the example policies),
     // natively. In a target directory of their own: in the workspace's, their feature set would
     // rebuild half the host's dependencies; here they need only the SDK's few (about 20 s from
@@ -49,5 +63,17 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     for c in crates.iter().filter(|c| c.dir.starts_with(&examples)) {
         cmd.extend(["-p", &c.name]);
     }
-    build::cargo(&cmd)
+    timed("plugin unit tests", || build::cargo(&cmd))
+}
+
+/// Runs `step`, then says how long it took: a run's log shows where its minutes went.
+fn timed<T>(name: &str, step: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let started = std::time::Instant::now();
+    let result = step();
+    eprintln!(
+        "xtask: {name}: {} in {:.1} s",
+        if result.is_ok() { "done" } else { "failed" },
+        started.elapsed().as_secs_f64()
+    );
+    result
 }

@@ -40,7 +40,8 @@ const EXTRA: &[(&str, &str)] = &[
     ("redis", "cluster"),
 ];
 
-/// A TOML value of any type, with the numbers a validator must range-check.
+/// A TOML value of any type, with the numbers a validator must range-check. (One long list of
+/// alternatives: a table, read down rather than through.)
 fn value() -> impl Strategy<Value = String> {
     prop_oneof![
         prop_oneof![

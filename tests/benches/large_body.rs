@@ -1,7 +1,7 @@
 //! A 1 GiB response through the gateway: the body is larger than `max_object_size`, so the
 //! gateway streams it through without storing it, and memory stays bounded.
 //!
-//! `cargo bench -p larder-tests --bench large_body` (a few seconds). The gateway, the stand-in
+//! `cargo bench --bench figures -- large_body` (a few seconds). The gateway, the stand-in
 //! backend (which streams the body in 64 KiB chunks, without `Content-Length`, marked
 //! cacheable) and the client (which counts and drops the bytes) all run in this process, so
 //! the peak RSS printed bounds the gateway's own.
@@ -37,7 +37,7 @@ fn status_kib(field: &str) -> u64 {
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+pub async fn run() {
     let h = Harness::with_routes(
         CONFIG,
         StoreKind::Memory,

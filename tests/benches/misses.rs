@@ -1,7 +1,7 @@
 //! Misses against the slow endpoint: what the gateway adds to one miss, and how soon a herd of
 //! concurrent requests for one cold key is answered.
 //!
-//! `cargo bench -p larder-tests --bench misses` (bounded: about 30 s, most of it the origin's
+//! `cargo bench --bench figures -- misses` (bounded: about 30 s, most of it the origin's
 //! 1.2 s delay). The demo configuration in front of the stand-in backend with its realistic
 //! 1,200 ms AI-features endpoint, Redis behind a memory tier, both on loopback.
 //!
@@ -74,7 +74,7 @@ async fn herd(h: &Harness, path: &str) -> (Duration, bool) {
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+pub async fn run() {
     let redis = RedisServer::start();
     let h = Harness::demo(StoreKind::Tiered(redis.url()), OriginConfig::fast()).await;
     let origin = h.origin.url();

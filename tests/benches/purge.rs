@@ -1,7 +1,7 @@
 //! Purging a tag that 100,000 entries carry: how long the purge takes and how long Redis was
 //! blocked at most (its SLOWLOG, recording every command during the purge).
 //!
-//! `cargo bench -p larder-tests --bench purge` (about half a minute on 2 cores, most of it
+//! `cargo bench --bench figures -- purge` (about half a minute on 2 cores, most of it
 //! filling the store). The store is the real `RedisStore` against a `redis-server` the bench
 //! starts on a free port.
 
@@ -40,7 +40,7 @@ fn entry(key: &ObjectKey) -> NewEntry {
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+pub async fn run() {
     let redis = RedisServer::start();
     let store = Arc::new(
         RedisStore::start(&RedisConfig {

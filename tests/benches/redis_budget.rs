@@ -2,7 +2,7 @@
 //! entries (the repository and ai-features documents of 5,000 repositories from the stand-in
 //! backend), must fit in 100 MB of Redis `used_memory`.
 //!
-//! `cargo bench -p larder-tests --bench redis_budget` (about ten seconds). Fills the cache
+//! `cargo bench --bench figures -- redis_budget` (about ten seconds). Fills the cache
 //! through the gateway (the demo config, `analysis-policy`) in front of a `redis-server` the
 //! bench starts, then reads Redis's own figures: `used_memory` before and after, the number of
 //! keys, and the bytes of the stored values against the bodies' bytes (the compression ratio).
@@ -29,7 +29,7 @@ fn used_memory(conn: &mut redis::Connection) -> u64 {
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+pub async fn run() {
     let redis = RedisServer::start();
     let mut conn = redis.conn();
     let before = used_memory(&mut conn);

@@ -2,7 +2,7 @@
 //! and without a compile), resident memory across 1,000 reloads, and failed requests during
 //! 100 reloads under a steady loopback load.
 //!
-//! `cargo bench -p larder-tests --bench reload` (bounded: about a minute). The gateway runs in
+//! `cargo bench --bench figures -- reload` (bounded: about a minute). The gateway runs in
 //! this process, so the RSS figures include the stand-in backend and the load generator; what
 //! matters is the difference between the first reload and the thousandth.
 
@@ -102,7 +102,7 @@ fn summary(mut v: Vec<Duration>) -> String {
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+pub async fn run() {
     let h = Arc::new(
         Harness::with_routes(
             CONFIG,

@@ -22,6 +22,7 @@ mod invalidation;
 mod invalidation_faults;
 mod memory_tier;
 mod observability;
+mod origin;
 mod plugin_calls;
 mod policy_interface;
 mod redis_cluster;

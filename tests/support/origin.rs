@@ -43,11 +43,9 @@
 //! - `analysis`: the deterministic generator of analysis bodies.
 //! - `routes`: the axum router, the counting/holding middleware and the handlers.
 
-mod analysis;
+pub mod analysis;
 mod routes;
 mod state;
-#[cfg(test)]
-mod tests;
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};

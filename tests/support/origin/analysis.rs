@@ -8,7 +8,7 @@
 use serde_json::{Map, Value, json};
 
 /// 2025-01-01T00:00:00Z: the first analysis of every repository happens shortly after.
-const EPOCH: u64 = 1_735_689_600;
+pub const EPOCH: u64 = 1_735_689_600;
 
 const LANGUAGES: [&str; 8] = [
     "Rust",
@@ -63,10 +63,10 @@ const FILES: [&str; 10] = [
 ];
 
 /// A SplitMix64 stream.
-pub(crate) struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
-    pub(crate) fn new(parts: &[u64]) -> Self {
+    pub fn new(parts: &[u64]) -> Self {
         let seed = parts
             .iter()
             .fold(0x5CA7_0A11_D00D_F00D, |state: u64, part| {
@@ -122,13 +122,13 @@ fn round2(value: f64) -> f64 {
 }
 
 /// What does not change when a repository is re-analysed.
-pub(crate) struct Identity {
-    pub(crate) name: String,
-    pub(crate) language: &'static str,
+pub struct Identity {
+    pub name: String,
+    pub language: &'static str,
 }
 
 impl Identity {
-    pub(crate) fn of(id: u64) -> Self {
+    pub fn of(id: u64) -> Self {
         // (index % 20, (index + 5 * (index / 20)) % 8) is one-to-one for the first 160 ids.
         let index = id.saturating_sub(1);
         let domain = DOMAINS[(index % 20) as usize];
@@ -142,18 +142,18 @@ impl Identity {
         Self { name, language }
     }
 
-    pub(crate) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("https://git.example.com/acme/{}", self.name)
     }
 }
 
 /// When version `version` of repository `id` was analysed, as RFC 3339.
-pub(crate) fn analyzed_at(id: u64, version: u64) -> String {
+pub fn analyzed_at(id: u64, version: u64) -> String {
     rfc3339(EPOCH + id * 2_357 + version.saturating_sub(1) * 86_400)
 }
 
 /// The repository as listed (no analysis details).
-pub(crate) fn listing(id: u64, version: u64) -> Value {
+pub fn listing(id: u64, version: u64) -> Value {
     let identity = Identity::of(id);
     json!({
         "id": id,
@@ -166,16 +166,16 @@ pub(crate) fn listing(id: u64, version: u64) -> Value {
 }
 
 /// The headline numbers of an analysis, shared by the repository answer and the insights.
-pub(crate) struct Summary {
-    pub(crate) loc_total: u64,
-    pub(crate) cyclomatic_mean: f64,
-    pub(crate) maintainability_index: f64,
-    pub(crate) test_coverage_estimate: f64,
-    pub(crate) risk_score: f64,
+pub struct Summary {
+    pub loc_total: u64,
+    pub cyclomatic_mean: f64,
+    pub maintainability_index: f64,
+    pub test_coverage_estimate: f64,
+    pub risk_score: f64,
 }
 
 impl Summary {
-    pub(crate) fn of(id: u64, version: u64) -> Self {
+    pub fn of(id: u64, version: u64) -> Self {
         // LOC mostly depends on the repository, a little on the analysis.
         let base = Rng::new(&[id, 0x10C]).int(8_000, 400_000);
         let mut rng = Rng::new(&[id, version, 0x5A]);
@@ -191,7 +191,7 @@ impl Summary {
 }
 
 /// Lines of code per language, primary language first; sums to the code lines.
-fn language_mix(id: u64, version: u64, loc_code: u64) -> Vec<(&'static str, u64)> {
+pub fn language_mix(id: u64, version: u64, loc_code: u64) -> Vec<(&'static str, u64)> {
     let primary = Identity::of(id).language;
     let mut rng = Rng::new(&[id, version, 0x1A]);
     let mut remaining = loc_code;
@@ -244,7 +244,7 @@ fn grade(score: f64, thresholds: [f64; 4]) -> &'static str {
 }
 
 /// The `complexity_analysis` object of a repository: 86 fields.
-pub(crate) fn complexity_analysis(id: u64, version: u64) -> Map<String, Value> {
+pub fn complexity_analysis(id: u64, version: u64) -> Map<String, Value> {
     let identity = Identity::of(id);
     let summary = Summary::of(id, version);
     let mut rng = Rng::new(&[id, version, 0xC0]);
@@ -468,7 +468,7 @@ pub(crate) fn complexity_analysis(id: u64, version: u64) -> Map<String, Value> {
 }
 
 /// The AI-derived features of a repository.
-pub(crate) fn ai_features(id: u64, version: u64) -> Value {
+pub fn ai_features(id: u64, version: u64) -> Value {
     const FEATURES: [(&str, &str); 12] = [
         ("Authentication flow", "security"),
         ("Payment processing", "domain"),
@@ -524,7 +524,7 @@ pub(crate) fn ai_features(id: u64, version: u64) -> Value {
 }
 
 /// The tech stack of a repository, with staffing estimates and complexity scoring.
-pub(crate) fn tech_stack(id: u64, version: u64) -> Value {
+pub fn tech_stack(id: u64, version: u64) -> Value {
     let identity = Identity::of(id);
     let summary = Summary::of(id, version);
     let mut rng = Rng::new(&[id, version, 0x7E]);
@@ -653,7 +653,7 @@ pub(crate) fn tech_stack(id: u64, version: u64) -> Value {
 }
 
 /// Aggregates over every repository; `versions[i]` is the version of repository `i + 1`.
-pub(crate) fn insights(versions: &[u64]) -> Value {
+pub fn insights(versions: &[u64]) -> Value {
     let insights_version: u64 = versions.iter().sum();
     let summaries: Vec<(u64, Summary)> = (1u64..)
         .zip(versions)
@@ -704,7 +704,7 @@ pub(crate) fn insights(versions: &[u64]) -> Value {
 }
 
 /// A unit-length 16-dimension embedding of `text` (same text, same vector).
-pub(crate) fn embedding(text: &str) -> Vec<f32> {
+pub fn embedding(text: &str) -> Vec<f32> {
     // FNV-1a over the bytes seeds the stream.
     let hash = text.bytes().fold(0xCBF2_9CE4_8422_2325_u64, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01B3)
@@ -721,7 +721,7 @@ pub(crate) fn embedding(text: &str) -> Vec<f32> {
 }
 
 /// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-pub(crate) fn rfc3339(secs: u64) -> String {
+pub fn rfc3339(secs: u64) -> String {
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
     format!(
@@ -744,57 +744,4 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_are_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(EPOCH), "2025-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400 + 3_661), "2000-02-29T01:01:01Z");
-    }
-
-    #[test]
-    fn complexity_analysis_has_more_than_seventy_fields() {
-        assert!(complexity_analysis(1, 1).len() >= 70);
-    }
-
-    #[test]
-    fn answers_depend_only_on_id_and_version() {
-        assert_eq!(complexity_analysis(3, 1), complexity_analysis(3, 1));
-        assert_ne!(complexity_analysis(3, 1), complexity_analysis(3, 2));
-        assert_eq!(ai_features(3, 2), ai_features(3, 2));
-        assert_eq!(tech_stack(3, 2), tech_stack(3, 2));
-    }
-
-    #[test]
-    fn repository_names_are_unique() {
-        let names: std::collections::BTreeSet<String> =
-            (1..=200).map(|id| Identity::of(id).name).collect();
-        assert_eq!(names.len(), 200);
-    }
-
-    #[test]
-    fn language_mix_adds_up_to_the_code_lines() {
-        for id in 1..=50 {
-            let total: u64 = language_mix(id, 1, 123_457)
-                .iter()
-                .map(|(_, loc)| loc)
-                .sum();
-            assert_eq!(total, 123_457);
-        }
-    }
-
-    #[test]
-    fn embeddings_are_unit_vectors_determined_by_the_text() {
-        let a = embedding("fn main() {}");
-        assert_eq!(a.len(), 16);
-        assert_eq!(a, embedding("fn main() {}"));
-        assert_ne!(a, embedding("fn main() { }"));
-        let norm: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
-    }
 }

@@ -1,4 +1,5 @@
-//! Behaviour of the stand-in backend as the gateway tests rely on it, over real sockets.
+//! The stand-in backend (`scat-origin`, `larder_tests::origin`) as the gateway tests rely on it:
+//! its answers over real sockets, and the generator of its analysis documents.
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use super::{Origin, OriginConfig};
+use larder_tests::origin::analysis::*;
+use larder_tests::origin::{Origin, OriginConfig};
 
 struct Reply {
     status: StatusCode,
@@ -433,4 +435,61 @@ fn the_presets_differ_only_in_delays() {
             ..OriginConfig::zero_delay()
         }
     );
+}
+
+// The generator of analysis documents.
+#[test]
+fn dates_are_rfc3339() {
+    assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    assert_eq!(rfc3339(EPOCH), "2025-01-01T00:00:00Z");
+    assert_eq!(rfc3339(951_782_400 + 3_661), "2000-02-29T01:01:01Z");
+}
+
+#[test]
+fn complexity_analysis_has_more_than_seventy_fields() {
+    assert!(complexity_analysis(1, 1).len() >= 70);
+}
+
+#[test]
+fn answers_depend_only_on_id_and_version() {
+    assert_eq!(complexity_analysis(3, 1), complexity_analysis(3, 1));
+    assert_ne!(complexity_analysis(3, 1), complexity_analysis(3, 2));
+    assert_eq!(ai_features(3, 2), ai_features(3, 2));
+    assert_eq!(tech_stack(3, 2), tech_stack(3, 2));
+}
+
+#[test]
+fn repository_names_are_unique() {
+    let names: std::collections::BTreeSet<String> =
+        (1..=200).map(|id| Identity::of(id).name).collect();
+    assert_eq!(names.len(), 200);
+}
+
+#[test]
+fn language_mix_adds_up_to_the_code_lines() {
+    for id in 1..=50 {
+        let total: u64 = language_mix(id, 1, 123_457)
+            .iter()
+            .map(|(_, loc)| loc)
+            .sum();
+        assert_eq!(total, 123_457);
+    }
+}
+
+#[test]
+fn embeddings_are_unit_vectors_determined_by_the_text() {
+    let a = embedding("fn main() {}");
+    assert_eq!(a.len(), 16);
+    assert_eq!(a, embedding("fn main() {}"));
+    assert_ne!(a, embedding("fn main() { }"));
+    let norm: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+}
+
+#[test]
+fn webdriver_screenshots_are_base64_decoded() {
+    use larder_tests::webdriver::base64_decode;
+    assert_eq!(base64_decode("aGVsbG8="), b"hello");
+    assert_eq!(base64_decode("aGVsbG8h"), b"hello!");
+    assert_eq!(base64_decode("aGk="), b"hi");
 }

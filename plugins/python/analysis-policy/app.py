@@ -11,10 +11,16 @@ policy written with the Python SDK decides as a Rust one does.
   `all-repos`;
 - a POST whose answer depends only on its body (embeddings) is cached by the body's digest on a
   route with `cache_post = true`.
+
+What it derives from a route's settings (`Tuning`, the `vary` names) is memoised per settings
+(`functools.lru_cache`, bounded): a route's settings are the same on every request, and the SDK
+hands every request of a route the same `Settings` object, so reading them again on each call
+would only cost time. The memo is a pure function of the settings, not state between calls.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -88,10 +94,27 @@ class Tuning:
         """The request's route's settings, which `check_settings` accepted at load; silently
         the defaults should they not parse (logging would cost every request its decision
         reuse)."""
-        try:
-            return Tuning.read(req.settings)
-        except SettingError:
-            return Tuning()
+        return _tuning(req.settings)
+
+
+#: Bound of the memos below: more than the routes of any config this policy serves.
+ROUTES_MEMOISED = 64
+
+
+@functools.lru_cache(maxsize=ROUTES_MEMOISED)
+def _tuning(settings: Settings) -> Tuning:
+    """`Tuning.of`, memoised per settings."""
+    try:
+        return Tuning.read(settings)
+    except SettingError:
+        return Tuning()
+
+
+@functools.lru_cache(maxsize=ROUTES_MEMOISED)
+def vary_names(settings: Settings) -> tuple[str, ...]:
+    """The request headers named by the `vary` setting (comma-separated, blanks ignored)."""
+    names = (trim(name) for name in (settings.get("vary") or "").split(","))
+    return tuple(name for name in names if name)
 
 
 def repo_tag(repo: int) -> str:
@@ -132,11 +155,10 @@ class AnalysisPolicy(larder_policy.Policy):
             # The repository id is always in the key, in its canonical form: two repositories
             # never share an entry, and two spellings of one repository always do.
             view = req.setting("view")
-            key = CacheKey(["repo", str(repo), req.route_name if view is None else view, query])
+            parts = ["repo", str(repo), req.route_name if view is None else view, query]
         else:
-            key = CacheKey([req.route_name, query])
-        vary = (trim(name) for name in (req.setting("vary") or "").split(","))
-        return RequestDecision.lookup(key.with_vary(name for name in vary if name))
+            parts = [req.route_name, query]
+        return RequestDecision.lookup(CacheKey(parts, vary=vary_names(req.settings)))
 
     def on_response(self, req: Request, resp: Response) -> ResponseDecision:
         if resp.has_header("set-cookie"):

@@ -185,3 +185,51 @@ def test_a_result_that_is_not_a_decision_is_named(wit: ModuleType) -> None:
     with testing.captured_logs() as lines, pytest.raises(TypeError):
         export(Confused)().on_request(request(wit))
     assert "on_request returned CacheKey(" in lines[0][1]
+
+
+def test_the_adapter_builds_the_same_request_and_response_as_the_constructors(
+    wit: ModuleType,
+) -> None:
+    # `export` builds them without their `__init__`, for speed: the result must be the same.
+    from larder_policy import Header, Param
+    from larder_policy.export import _request, _response
+
+    req = _request(request(wit))
+    assert type(req) is Request
+    assert req == Request(
+        method="GET",
+        path="/items/7",
+        query="a=1",
+        headers=(Header("x-a", "1"), Header("x-a", "2")),
+        route_name="items",
+        route_pattern="/items/{id}",
+        params=(Param("id", "7"),),
+        settings=Settings("items", (Param("ttl", "60"),)),
+    )
+    assert type(req.headers[0]) is Header and type(req.params[0]) is Param
+    assert type(req.settings.params[0]) is Param
+    assert req.with_query("b=2").query == "b=2" and hash(req) == hash(req.with_query("a=1"))
+    resp = _response(wit.Response(status=200, headers=[wit.Header("etag", '"v1"')], body_size=3))
+    assert type(resp) is Response
+    assert resp == Response(200, (Header("etag", '"v1"'),), 3)
+    assert repr(resp) == (
+        "Response(status=200, headers=(Header(name='etag', value='\"v1\"'),), body_size=3)"
+    )
+
+
+def test_a_routes_settings_are_one_object_until_they_change(wit: ModuleType) -> None:
+    # `larder_policy.export` is also the name of the function the package exports.
+    export_module = importlib.import_module("larder_policy.export")
+    _request, _settings = export_module._request, export_module._settings
+
+    first, second = _request(request(wit)), _request(request(wit, param_id="8"))
+    assert first.settings is second.settings
+    other = request(wit)
+    other.settings = [wit.Param("ttl", "61")]
+    assert _request(other).settings == Settings("items", (("ttl", "61"),))
+    other.route_name = "things"
+    assert _request(other).settings.route == "things"
+    # Bounded: a config that keeps changing does not grow it without end.
+    for ttl in range(2 * export_module._SETTINGS_CACHE_SIZE):
+        assert _settings("r", [wit.Param("ttl", str(ttl))]).get("ttl") == str(ttl)
+    assert len(export_module._settings_cache) <= export_module._SETTINGS_CACHE_SIZE

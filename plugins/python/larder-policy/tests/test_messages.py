@@ -6,6 +6,7 @@ from larder_policy import (
     BOOL,
     U32,
     CacheKey,
+    Header,
     Invalidation,
     InvalidSetting,
     Key,
@@ -34,6 +35,29 @@ def test_headers_are_case_insensitive_and_first_wins() -> None:
     assert not req.has_header("authorization")
     # ASCII case folding only, as the Rust SDK's `eq_ignore_ascii_case`.
     assert Request("GET", "/").with_header("k", "v").header("\u212a") is None
+
+
+def test_header_names_not_written_lower_case_are_folded_in_order() -> None:
+    # The host's names are lower-case; one built by hand may not be, and still matches, in
+    # order, while a lower-case name of the same length that differs never does.
+    req = Request(
+        "GET",
+        "/",
+        headers=(
+            Header("Accept", "a"),
+            Header("cookie", "no"),
+            Header("accept", "b"),
+            Header("ACCEPT", "c"),
+            Header("X-\u00c9", "d"),
+            Header("1-2", "e"),
+        ),
+    )
+    assert req.header("accept") == "a"
+    assert req.header_values("Accept") == ["a", "b", "c"]
+    assert req.header("x-\u00c9") == "d" and req.header("x-\u00e9") is None
+    assert req.header("1-2") == "e" and req.header_values("1-2") == ["e"]
+    assert not req.has_header("origin")
+    assert not Request("GET", "/").has_header("accept")
 
 
 def test_settings_parse_with_defaults() -> None:

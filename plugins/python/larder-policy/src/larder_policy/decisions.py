@@ -43,7 +43,8 @@ class CacheKey:
 
     def __init__(self, parts: Iterable[str], vary: Iterable[str] = ()) -> None:
         object.__setattr__(self, "parts", tuple(parts))
-        object.__setattr__(self, "vary", tuple(ascii_lower(name) for name in vary))
+        # `map`, not a generator expression: a key is built on every call, most without vary.
+        object.__setattr__(self, "vary", tuple(map(ascii_lower, vary)))
 
     def part(self, part: str) -> CacheKey:
         """This key with one more part.
@@ -256,5 +257,6 @@ class Invalidation:
         return self.soft_if(True)
 
     def soft_if(self, soft: bool) -> Invalidation:
-        """This invalidation, soft or hard as `soft` says."""
-        return Invalidation(self.target, soft)
+        """This invalidation, soft or hard as `soft` says (itself when it already is: it is
+        immutable)."""
+        return self if soft is self.soft else Invalidation(self.target, soft)

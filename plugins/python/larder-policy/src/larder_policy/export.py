@@ -12,11 +12,31 @@ An exception a policy does not handle traps the call, and the gateway proxies th
 uncached (or refuses the config, in `check_settings`). The sandbox discards the guest's standard
 error, so the adapter first logs the exception with its place through the host's log, as the
 Rust SDK logs a panic.
+
+The conversions run on every call, so they are written for speed (a call's whole budget inside
+WebAssembly is tens of microseconds, and CPython there is several times slower than natively):
+
+- `Request` and `Response` are built with `object.__new__` and their slots set directly, not
+  through the frozen dataclass's `__init__` (which sets each field through
+  `object.__setattr__` by name, with its keyword handling on top). The result is the same
+  object; `_REQUEST_FIELDS` is checked against the dataclass at import so a field added to it
+  cannot be forgotten here.
+- `Header`s and `Param`s are made with `tuple.__new__`, as `NamedTuple._make` does, skipping the
+  Python-level `__new__` of the named tuple.
+- A route's settings are the same on every request of the route, so its `Settings` object is
+  built once and reused (`_settings`), keyed by the route's name and the settings' names and
+  values, not by the route alone: a reload may change them. A policy that memoises what it
+  derives from its settings (analysis-policy's `Tuning.of`, with `functools.lru_cache`) then
+  finds it by identity, without comparing the settings. The cache is bounded (a config has a
+  few dozen routes; it is emptied when full) and holds only immutable values, so nothing of one
+  call reaches another's decision.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import operator
 import traceback
 from collections.abc import Callable, Iterable
 from types import ModuleType
@@ -58,29 +78,89 @@ def _err() -> type[Exception]:
     return Err
 
 
+_new_object = object.__new__
+_new_tuple = tuple.__new__
+_name_value = operator.attrgetter("name", "value")
+
+
 def _params(params: Iterable[Any]) -> tuple[Param, ...]:
-    return tuple([Param(p.name, p.value) for p in params])
+    return tuple([_new_tuple(Param, (p.name, p.value)) for p in params])
 
 
 def _headers(headers: Iterable[Any]) -> tuple[Header, ...]:
-    return tuple([Header(h.name, h.value) for h in headers])
+    return tuple([_new_tuple(Header, (h.name, h.value)) for h in headers])
+
+
+#: At most this many distinct `Settings` are kept (then the cache is emptied and refilled).
+_SETTINGS_CACHE_SIZE = 256
+_settings_cache: dict[tuple[str, tuple[tuple[str, str], ...]], Settings] = {}
+
+
+def _settings(route: str, params: Iterable[Any]) -> Settings:
+    """The `Settings` of `route`, one object per distinct route name and settings."""
+    key = (route, tuple(map(_name_value, params)))
+    settings = _settings_cache.get(key)
+    if settings is None:
+        if len(_settings_cache) >= _SETTINGS_CACHE_SIZE:
+            _settings_cache.clear()
+        settings = Settings(route, tuple([_new_tuple(Param, pair) for pair in key[1]]))
+        _settings_cache[key] = settings
+    return settings
+
+
+def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Callable[[Any, Any], None], ...]:
+    """The `__set__` of the slots `names` of the dataclass `cls`, checked to be all its fields,
+    in order."""
+    declared = tuple(f.name for f in dataclasses.fields(cls))
+    if declared != names:
+        raise TypeError(f"export.py builds {cls.__name__} with {names}, but it has {declared}")
+    return tuple(cls.__dict__[name].__set__ for name in names)
+
+
+_REQUEST_FIELDS = (
+    "method",
+    "path",
+    "query",
+    "headers",
+    "route_name",
+    "route_pattern",
+    "params",
+    "settings",
+)
+(
+    _set_method,
+    _set_path,
+    _set_query,
+    _set_request_headers,
+    _set_route_name,
+    _set_route_pattern,
+    _set_params,
+    _set_settings,
+) = _slot_setters(Request, _REQUEST_FIELDS)
+_set_status, _set_response_headers, _set_body_size = _slot_setters(
+    Response, ("status", "headers", "body_size")
+)
 
 
 def _request(req: Any) -> Request:
-    return Request(
-        method=req.method,
-        path=req.path,
-        query=req.query,
-        headers=_headers(req.headers),
-        route_name=req.route_name,
-        route_pattern=req.route_pattern,
-        params=_params(req.params),
-        settings=Settings(req.route_name, _params(req.settings)),
-    )
+    request = _new_object(Request)
+    _set_method(request, req.method)
+    _set_path(request, req.path)
+    _set_query(request, req.query)
+    _set_request_headers(request, _headers(req.headers))
+    _set_route_name(request, req.route_name)
+    _set_route_pattern(request, req.route_pattern)
+    _set_params(request, _params(req.params))
+    _set_settings(request, _settings(req.route_name, req.settings))
+    return request
 
 
 def _response(resp: Any) -> Response:
-    return Response(status=resp.status, headers=_headers(resp.headers), body_size=resp.body_size)
+    response = _new_object(Response)
+    _set_status(response, resp.status)
+    _set_response_headers(response, _headers(resp.headers))
+    _set_body_size(response, resp.body_size)
+    return response
 
 
 def _request_decision(decision: RequestDecision) -> Any:
@@ -154,7 +234,7 @@ def export(policy_class: type[Policy]) -> type:
         @_logs_exceptions
         def check_settings(self, route: str, settings: list[Any]) -> None:
             try:
-                policy.check_settings(Settings(route, _params(settings)))
+                policy.check_settings(_settings(route, settings))
             except SettingError as refused:
                 raise _err()(str(refused)) from None
 

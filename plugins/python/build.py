@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Builds a Python policy into a Larder plugin component.
+"""Builds a Python policy into a Larder plugin component, or runs its tests.
 
     python3 plugins/python/build.py POLICY_DIR OUTPUT.wasm
+    python3 plugins/python/build.py --test POLICY_DIR [PYTEST_ARGS...]
 
 POLICY_DIR holds the policy's module `app.py` (and any modules or packages it imports), which
 binds the exported class to the name `Policy` (`Policy = larder_policy.export(MyPolicy)`).
+`--test` runs `python -m pytest` in POLICY_DIR, in the same virtual environment (with the pinned
+pytest of `requirements-test.txt`, installed on first use), with the policy's folder and the SDK
+on the path: one command, from any directory, whatever Python packages the machine has.
 
 Why a script: componentize-py is a pip package, so the build needs a virtual environment with
 the pinned version (`requirements-build.txt`), created on first use under the checkout's
@@ -35,34 +39,42 @@ WIT = ROOT / "wit" / "policy.wit"
 WORLD = "policy-plugin"
 SDK = HERE / "larder-policy" / "src" / "larder_policy"
 REQUIREMENTS = HERE / "requirements-build.txt"
+TEST_REQUIREMENTS = HERE / "requirements-test.txt"
 VENV = ROOT / "target" / "python" / "venv"
 BIN = VENV / "bin"
 
 
-def pinned_version(package: str) -> str:
-    """The version `requirements-build.txt` pins `package` to."""
-    for line in REQUIREMENTS.read_text().splitlines():
+def pinned_version(package: str, requirements: Path = REQUIREMENTS) -> str:
+    """The version `requirements` (default: `requirements-build.txt`) pins `package` to."""
+    for line in requirements.read_text().splitlines():
         name, _, version = line.partition("==")
         if name.strip() == package:
             return version.strip()
-    raise SystemExit(f"{REQUIREMENTS} pins no version of {package}")
+    raise SystemExit(f"{requirements} pins no version of {package}")
 
 
-def ensure_componentize_py() -> Path:
-    """The venv's componentize-py, created and installed at the pinned version if needed."""
+def ensure_installed(package: str, requirements: Path) -> Path:
+    """The venv's Python, with the venv created and `requirements` installed into it unless
+    `package` is there at the version they pin."""
     python = BIN / "python"
     if not python.exists():
         print(f"creating {VENV}", file=sys.stderr)
         venv.create(VENV, with_pip=True)
-    wanted = pinned_version("componentize-py")
+    wanted = pinned_version(package, requirements)
     installed = subprocess.run(
-        [python, "-c", "import importlib.metadata as m; print(m.version('componentize-py'))"],
+        [python, "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
         capture_output=True,
         text=True,
     ).stdout.strip()
     if installed != wanted:
-        print(f"installing componentize-py {wanted} into {VENV}", file=sys.stderr)
-        subprocess.run([python, "-m", "pip", "install", "-q", "-r", REQUIREMENTS], check=True)
+        print(f"installing {package} {wanted} into {VENV}", file=sys.stderr)
+        subprocess.run([python, "-m", "pip", "install", "-q", "-r", requirements], check=True)
+    return python
+
+
+def ensure_componentize_py() -> Path:
+    """The venv's componentize-py, created and installed at the pinned version if needed."""
+    ensure_installed("componentize-py", REQUIREMENTS)
     return BIN / "componentize-py"
 
 
@@ -115,8 +127,37 @@ def build(policy: Path, output: Path) -> None:
     print(f"{output}: {size / 1e6:.1f} MB in {seconds:.1f} s")
 
 
+def test(policy: Path, pytest_args: list[str]) -> int:
+    """Runs the policy's tests; returns pytest's exit status.
+
+    The policy's folder and the SDK go on `PYTHONPATH` as well as in the policy's
+    `pyproject.toml`, so a folder without one tests too. No bytecode and no `.pytest_cache` are
+    written: testing leaves the policy's folder as it was."""
+    if not (policy / "app.py").is_file():
+        raise SystemExit(f"{policy} has no app.py")
+    python = ensure_installed("pytest", TEST_REQUIREMENTS)
+    path = [str(policy), str(SDK.parent)]
+    if os.environ.get("PYTHONPATH"):
+        path.append(os.environ["PYTHONPATH"])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "PYTHONDONTWRITEBYTECODE": "1"}
+    command = [python, "-m", "pytest", "-p", "no:cacheprovider", *pytest_args]
+    return subprocess.run(command, cwd=policy, env=env).returncode
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    summary = __doc__.split("\n\n")[0]
+    if sys.argv[1:2] == ["--test"]:
+        parser = argparse.ArgumentParser(prog=f"{sys.argv[0]} --test", description=summary)
+        parser.add_argument("policy", type=Path, help="the policy's folder, holding app.py")
+        parser.add_argument(
+            "pytest_args", nargs=argparse.REMAINDER, help="passed to pytest (`-k ttl`, `-x`)"
+        )
+        args = parser.parse_args(sys.argv[2:])
+        sys.exit(test(args.policy.resolve(), args.pytest_args))
+    parser = argparse.ArgumentParser(
+        description=summary,
+        epilog="`build.py --test POLICY_DIR [PYTEST_ARGS...]` runs the policy's tests instead.",
+    )
     parser.add_argument("policy", type=Path, help="the policy's folder, holding app.py")
     parser.add_argument("output", type=Path, help="the component to write (.wasm)")
     args = parser.parse_args()

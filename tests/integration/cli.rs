@@ -414,6 +414,14 @@ fn sh(cwd: &std::path::Path, line: &str) -> String {
 
 /// The `cargo ...` and `larder ...` lines of the README's "Test, build, try" block.
 fn readme_commands(readme: &str) -> Vec<String> {
+    readme_lines(readme)
+        .into_iter()
+        .filter(|l| l.starts_with("cargo ") || l.starts_with("larder "))
+        .collect()
+}
+
+/// The command lines of the README's "Test, build, try" block, without their comments.
+fn readme_lines(readme: &str) -> Vec<String> {
     let section = readme
         .split("## Test, build, try")
         .nth(1)
@@ -426,7 +434,7 @@ fn readme_commands(readme: &str) -> Vec<String> {
     block
         .lines()
         .map(|l| l.split(" # ").next().unwrap().trim().to_owned())
-        .filter(|l| l.starts_with("cargo ") || l.starts_with("larder "))
+        .filter(|l| !l.is_empty())
         .collect()
 }
 
@@ -499,6 +507,60 @@ fn plugin_new_scaffolds_a_crate_that_builds_checks_and_decides_outside_the_works
     assert!(!out.status.success());
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
     assert!(dir.join("src/lib.rs").is_file());
+}
+
+#[test]
+fn plugin_new_python_scaffolds_a_policy_that_tests_builds_and_decides_outside_the_workspace() {
+    // As the Rust scaffold's test, for `--lang python`: outside this workspace, the folder finds
+    // the Python SDK and build.py in this checkout (next to the `larder` binary), and every
+    // command of its README works from the folder, as written.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = plugin_new(tmp.path(), &["shop-items", "--lang", "python"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("created") && stdout.contains("build.py --test ."),
+        "{stdout}"
+    );
+    let dir = tmp.path().join("shop-items");
+    let script = plugins::workspace_root()
+        .canonicalize()
+        .unwrap()
+        .join("plugins/python/build.py");
+    let script = script.display();
+    let commands = readme_lines(&std::fs::read_to_string(dir.join("README.md")).unwrap());
+    assert_eq!(
+        commands,
+        [
+            format!("python3 {script} --test ."),
+            format!("python3 {script} . shop-items.wasm"),
+            "larder plugin check shop-items.wasm".into(),
+            "larder plugin test shop-items.wasm cases.toml".into(),
+        ]
+    );
+    for line in &commands {
+        // Loading a Python component compiles CPython's WebAssembly (about 15 s and 600 MB):
+        // `plugin test` below loads it once and checks every decision of cases.toml, which
+        // needs all that `plugin check` checks (the world, the exports), so `check` is skipped.
+        if line.starts_with("larder plugin check") {
+            continue;
+        }
+        let stdout = sh(&dir, line);
+        // (`sh` fails on a non-zero exit: a failing test or case.)
+        if line.ends_with("--test .") {
+            assert!(stdout.contains(" passed"), "{stdout}");
+        }
+        if line.starts_with("larder plugin test") {
+            assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+        }
+    }
+    assert!(dir.join("shop-items.wasm").is_file());
+
+    // Generating again over it is refused, and leaves it alone.
+    let out = plugin_new(tmp.path(), &["shop-items", "--lang", "python"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert!(dir.join("app.py").is_file());
 }
 
 #[test]

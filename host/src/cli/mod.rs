@@ -6,7 +6,8 @@
 //!
 //! - this file: the commands and their flags, `serve` (start, wait for a signal, drain) and
 //!   `check-config`.
-//! - [`plugin_new`]: `larder plugin new`, a policy crate that builds on the first try.
+//! - [`plugin_new`]: `larder plugin new`, a policy crate (or Python folder) that builds on the
+//!   first try.
 //! - [`plugin_check`]: `larder plugin check`, is this `.wasm` a policy for this gateway.
 //! - [`plugin_run`]: `larder plugin run`, one call of a policy with a request from the command
 //!   line, its decisions printed as JSON.
@@ -72,8 +73,13 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
-    /// Create a policy crate (Cargo.toml, src/lib.rs with tests, README.md) that builds with
-    /// `cargo build --release --target wasm32-wasip2`.
+    /// Create a policy that builds on the first try: a Rust crate, or (--lang python) a Python
+    /// folder.
+    ///
+    /// Rust: Cargo.toml, src/lib.rs with tests, README.md; it builds with `cargo build --release
+    /// --target wasm32-wasip2`. Python: app.py, tests/test_app.py, cases.toml, pyproject.toml,
+    /// README.md; the Larder checkout's plugins/python/build.py tests it (`--test`) and builds
+    /// it. Each README lists the commands that test, build and check the policy.
     New(plugin_new::NewArgs),
     /// Check that a .wasm file is a policy component for this gateway and list its exports.
     Check { file: PathBuf },

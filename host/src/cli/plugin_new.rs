@@ -1,4 +1,5 @@
-//! `larder plugin new`: a policy crate that builds on the first try.
+//! `larder plugin new`: a policy crate (or, with `--lang python`, a Python policy folder; see
+//! [`python`]) that builds on the first try.
 //!
 //! Why a generator and not a page of instructions: a policy crate has four details that each
 //! break the first build when wrong, and none of them is about caching. The crate type must be
@@ -18,6 +19,9 @@
 //!   (`--sdk`, or found next to the current directory or the `larder` binary), gets a size-
 //!   optimised release profile, and a copy of the SDK workspace's `Cargo.lock`, so it resolves
 //!   the versions the SDK was tested with, offline.
+//!
+//! Both languages share the name's rules, the directory's (created last, never over anything)
+//! and the search for a Larder checkout.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -25,6 +29,7 @@ use anyhow::{Context, bail};
 
 mod manifest;
 mod name;
+mod python;
 mod workspace;
 
 use manifest::{member_manifest, standalone_manifest};
@@ -39,29 +44,47 @@ const README_TEMPLATE: &str = include_str!("plugin_new/README.md.tmpl");
 #[derive(Debug, clap::Args)]
 pub struct NewArgs {
     /// The plugin's name: lower-case letters, digits and `-`, starting with a letter. It is the
-    /// crate's name and the `<name>.wasm` file routes refer to (`plugin = "<name>"`).
+    /// crate's (or folder's) name and the `<name>.wasm` file routes refer to
+    /// (`plugin = "<name>"`).
     pub name: String,
     /// The directory to create (default: `./<name>`). It must not exist.
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// The larder-sdk crate (`plugins/sdk` of a Larder checkout) for a crate outside the
-    /// Larder workspace. Default: found from the current directory or the `larder` binary.
+    /// Rust: the larder-sdk crate (`plugins/sdk` of a Larder checkout, or the checkout) for a
+    /// crate outside the Larder workspace. Python: the Larder checkout (or its
+    /// `plugins/python/larder-policy`) whose SDK and build script the policy uses. Default:
+    /// found from the current directory or the `larder` binary.
     #[arg(long)]
     pub sdk: Option<PathBuf>,
+    /// The policy's language: a Rust crate, or a Python folder (`app.py`, its tests,
+    /// `cases.toml`) built with the checkout's `plugins/python/build.py`.
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    pub lang: Lang,
+}
+
+/// The language of a new policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
 }
 
 /// What `new` created.
 #[derive(Debug)]
 pub struct Created {
+    pub lang: Lang,
     pub dir: PathBuf,
     pub files: Vec<PathBuf>,
+    /// The command that runs the policy's unit tests (in `dir`).
+    pub test: String,
     /// The command that builds the component (in `dir`).
     pub build: String,
     /// Where [`Created::build`] puts the component, relative to `dir`.
     pub wasm: PathBuf,
-    /// The workspace the crate joined, or `None` for a standalone crate.
+    /// The workspace the crate joined (Rust), or the Larder checkout the folder is part of
+    /// (Python); `None` when it stands alone.
     pub workspace: Option<PathBuf>,
-    /// The SDK a standalone crate depends on.
+    /// The SDK a standalone crate or folder uses.
     pub sdk: Option<PathBuf>,
 }
 
@@ -71,40 +94,60 @@ impl std::fmt::Display for Created {
         for file in &self.files {
             writeln!(f, "  {}", file.display())?;
         }
-        match (&self.workspace, &self.sdk) {
-            (Some(ws), _) => writeln!(f, "a member of the workspace at {}", ws.display())?,
-            (None, Some(sdk)) => writeln!(
+        match (self.lang, &self.workspace, &self.sdk) {
+            (Lang::Rust, Some(ws), _) => {
+                writeln!(f, "a member of the workspace at {}", ws.display())?
+            }
+            (Lang::Rust, None, Some(sdk)) => writeln!(
                 f,
                 "a standalone crate, using the larder-sdk at {}",
                 sdk.display()
             )?,
-            (None, None) => {}
+            (Lang::Python, Some(checkout), _) => writeln!(
+                f,
+                "a Python policy of the Larder checkout at {}: `cargo xtask plugins` builds it too",
+                checkout.display()
+            )?,
+            (Lang::Python, None, Some(sdk)) => writeln!(
+                f,
+                "a standalone Python policy, using the larder_policy SDK at {}",
+                sdk.display()
+            )?,
+            (_, None, None) => {}
         }
         writeln!(f, "\nnext:")?;
         writeln!(f, "  cd {}", self.dir.display())?;
-        writeln!(f, "  cargo test")?;
+        writeln!(f, "  {}", self.test)?;
         writeln!(f, "  {}", self.build)?;
         writeln!(f, "  larder plugin check {}", self.wasm.display())?;
-        write!(
-            f,
-            "  larder plugin run {} --route '/items/{{id}}' --path /items/42 --header 'X-Tenant: acme' --status 200",
-            self.wasm.display()
-        )
+        match self.lang {
+            Lang::Rust => write!(
+                f,
+                "  larder plugin run {} --route '/items/{{id}}' --path /items/42 --header 'X-Tenant: acme' --status 200",
+                self.wasm.display()
+            ),
+            Lang::Python => write!(f, "  larder plugin test {} cases.toml", self.wasm.display()),
+        }
     }
 }
 
-/// Creates the crate. `cwd` is the directory relative paths are resolved against, and where
-/// the SDK is looked for first.
+/// Creates the crate, or the Python folder. `cwd` is the directory relative paths are resolved
+/// against, and where the SDK is looked for first.
 pub fn new_plugin(args: &NewArgs, cwd: &Path) -> anyhow::Result<Created> {
     validate_name(&args.name)?;
     let dir = new_dir(args, cwd)?;
+    if args.lang == Lang::Python {
+        return new_python(args, cwd, dir);
+    }
     let layout = layout(args, cwd, &dir)?;
     let build = build(&layout);
     let (wasm, files) = files(args, &dir, &layout);
     write(&dir, &files)?;
     Ok(Created {
+        lang: Lang::Rust,
         dir,
         files: files.into_iter().map(|(p, _)| p).collect(),
+        test: "cargo test".to_owned(),
         build: build.command.to_owned(),
         wasm,
         workspace: match &layout {
@@ -115,6 +158,23 @@ pub fn new_plugin(args: &NewArgs, cwd: &Path) -> anyhow::Result<Created> {
             Layout::Member(_) => None,
             Layout::Standalone { sdk } => Some(sdk),
         },
+    })
+}
+
+/// A Python policy's folder: see [`python`].
+fn new_python(args: &NewArgs, cwd: &Path, dir: PathBuf) -> anyhow::Result<Created> {
+    let py = python::layout(args, cwd, &dir)?;
+    let files = python::files(args, &dir, &py);
+    write(&dir, &files)?;
+    Ok(Created {
+        lang: Lang::Python,
+        files: files.into_iter().map(|(p, _)| p).collect(),
+        workspace: py.in_checkout.then(|| py.sdk.checkout.clone()),
+        sdk: (!py.in_checkout).then(|| py.sdk.project()),
+        dir,
+        test: py.test,
+        build: py.build,
+        wasm: py.wasm,
     })
 }
 
@@ -264,10 +324,14 @@ fn files(args: &NewArgs, dir: &Path, layout: &Layout) -> (PathBuf, Vec<(PathBuf,
 fn write(dir: &Path, files: &[(PathBuf, String)]) -> anyhow::Result<()> {
     std::fs::create_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let written = (|| -> anyhow::Result<()> {
-        std::fs::create_dir(dir.join("src"))?;
         for (path, text) in files {
-            std::fs::write(dir.join(path), text)
-                .with_context(|| format!("cannot write {}", dir.join(path).display()))?;
+            let path = dir.join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
         Ok(())
     })();
@@ -305,123 +369,4 @@ fn relative(from: &Path, to: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_paths_climb_then_descend() {
-        assert_eq!(
-            relative(Path::new("/w/plugins/new"), Path::new("/w/target")),
-            PathBuf::from("../../target")
-        );
-        assert_eq!(
-            relative(Path::new("/w"), Path::new("/w")),
-            PathBuf::from(".")
-        );
-    }
-
-    #[test]
-    fn an_existing_directory_is_never_overwritten() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir(tmp.path().join("taken")).unwrap();
-        std::fs::write(tmp.path().join("taken/keep.txt"), "mine").unwrap();
-        let args = NewArgs {
-            name: "taken".into(),
-            dir: None,
-            sdk: None,
-        };
-        let err = new_plugin(&args, tmp.path()).unwrap_err().to_string();
-        assert!(err.contains("already exists"), "{err}");
-        assert_eq!(
-            std::fs::read_to_string(tmp.path().join("taken/keep.txt")).unwrap(),
-            "mine"
-        );
-    }
-
-    #[test]
-    fn a_standalone_crate_names_the_sdk_and_is_its_own_workspace() {
-        let tmp = tempfile::tempdir().unwrap();
-        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk");
-        let args = NewArgs {
-            name: "my-policy".into(),
-            dir: None,
-            sdk: Some(sdk.clone()),
-        };
-        let created = new_plugin(&args, tmp.path()).unwrap();
-        let manifest = std::fs::read_to_string(created.dir.join("Cargo.toml")).unwrap();
-        let doc: toml::Table = toml::from_str(&manifest).unwrap();
-        assert!(doc.contains_key("workspace"), "{manifest}");
-        assert_eq!(
-            doc["dependencies"]["larder-sdk"]["path"].as_str(),
-            Some(sdk.canonicalize().unwrap().to_str().unwrap())
-        );
-        assert_eq!(doc["lib"]["crate-type"][0].as_str(), Some("cdylib"));
-        let lib = std::fs::read_to_string(created.dir.join("src/lib.rs")).unwrap();
-        assert!(lib.contains("pub struct MyPolicy;"));
-        assert!(lib.contains("larder_sdk::export_policy!(MyPolicy);"));
-        assert!(!lib.contains("__"), "a placeholder is left in src/lib.rs");
-        let readme = std::fs::read_to_string(created.dir.join("README.md")).unwrap();
-        assert!(readme.contains("target/wasm32-wasip2/release/my_policy.wasm"));
-        assert!(!readme.contains("__NAME__") && !readme.contains("__WASM__"));
-        assert!(created.dir.join("Cargo.lock").is_file());
-    }
-
-    /// `plugin new docs --dir plugins/docs` in a workspace whose members are `plugins/*`, with
-    /// the SDK and `more` in its manifest.
-    fn new_member(more: &str) -> (tempfile::TempDir, Created) {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir(tmp.path().join("plugins")).unwrap();
-        std::fs::write(
-            tmp.path().join("Cargo.toml"),
-            format!("[workspace]\nmembers = [\"plugins/*\"]\n[workspace.dependencies]\nlarder-sdk = {{ path = \"sdk\" }}\n{more}"),
-        )
-        .unwrap();
-        let args = NewArgs {
-            name: "docs".into(),
-            dir: Some("plugins/docs".into()),
-            sdk: None,
-        };
-        let created = new_plugin(&args, tmp.path()).unwrap();
-        (tmp, created)
-    }
-
-    #[test]
-    fn a_crate_in_a_workspace_with_the_sdk_joins_it() {
-        let (_tmp, created) = new_member("");
-        let manifest = std::fs::read_to_string(created.dir.join("Cargo.toml")).unwrap();
-        let doc: toml::Table = toml::from_str(&manifest).unwrap();
-        assert!(!doc.contains_key("workspace"), "{manifest}");
-        assert_eq!(
-            doc["dependencies"]["larder-sdk"]["workspace"].as_bool(),
-            Some(true)
-        );
-        assert_eq!(
-            created.wasm,
-            PathBuf::from("../../target/wasm32-wasip2/release/docs.wasm")
-        );
-        assert!(!created.dir.join("Cargo.lock").exists());
-    }
-
-    #[test]
-    fn a_member_of_a_workspace_with_a_plugin_profile_builds_with_it() {
-        let (_tmp, created) =
-            new_member("\n[profile.plugin]\ninherits = \"release\"\nopt-level = \"s\"\n");
-        assert_eq!(
-            created.build,
-            "cargo build --profile plugin --target wasm32-wasip2"
-        );
-        assert_eq!(
-            created.wasm,
-            PathBuf::from("../../target/wasm32-wasip2/plugin/docs.wasm")
-        );
-        for file in ["README.md", "src/lib.rs"] {
-            let text = std::fs::read_to_string(created.dir.join(file)).unwrap();
-            assert!(
-                text.contains("cargo build --profile plugin --target wasm32-wasip2")
-                    && text.contains("target/wasm32-wasip2/plugin/docs.wasm")
-                    && !text.contains("--release"),
-                "{file}: {text}"
-            );
-        }
-    }
-}
+mod tests;

@@ -103,19 +103,87 @@ pub(super) fn sdk_at(dir: &Path) -> Option<PathBuf> {
 
 /// The SDK of the Larder checkout that holds `cwd` or the running binary.
 pub(super) fn find_sdk(cwd: &Path) -> anyhow::Result<PathBuf> {
+    match find_above(cwd, sdk_at) {
+        Some(sdk) => Ok(sdk),
+        None => bail!(
+            "cannot find the larder-sdk crate (looked above {} and the larder binary): pass --sdk PATH, the plugins/sdk directory of a Larder checkout",
+            cwd.display()
+        ),
+    }
+}
+
+/// What `at` finds first in `cwd` or one of its ancestors, else in the running binary's
+/// (a `larder` built in a checkout, `target/release/larder`, finds that checkout).
+fn find_above<T>(cwd: &Path, at: impl Fn(&Path) -> Option<T>) -> Option<T> {
     let exe = std::env::current_exe()
         .ok()
         .and_then(|e| e.canonicalize().ok());
-    let starts = std::iter::once(cwd.to_owned()).chain(exe);
-    for start in starts {
-        if let Some(sdk) = start.ancestors().find_map(sdk_at) {
-            return Ok(sdk);
-        }
+    std::iter::once(cwd.to_owned())
+        .chain(exe)
+        .find_map(|start| start.ancestors().find_map(&at))
+}
+
+/// A Larder checkout, as a Python policy needs it: the SDK package `larder_policy` and the
+/// script that builds and tests policies (in a virtual environment under its `target/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PythonSdk {
+    /// The checkout's root, canonical.
+    pub(super) checkout: PathBuf,
+}
+
+impl PythonSdk {
+    /// Where the Python policies and their SDK live.
+    pub(super) fn folder(&self) -> PathBuf {
+        self.checkout.join("plugins/python")
     }
-    bail!(
-        "cannot find the larder-sdk crate (looked above {} and the larder binary): pass --sdk PATH, the plugins/sdk directory of a Larder checkout",
-        cwd.display()
+
+    /// The SDK's project, `plugins/python/larder-policy`.
+    pub(super) fn project(&self) -> PathBuf {
+        self.folder().join("larder-policy")
+    }
+
+    /// What goes on the tests' path for `import larder_policy`.
+    pub(super) fn src(&self) -> PathBuf {
+        self.project().join("src")
+    }
+
+    /// `plugins/python/build.py`.
+    pub(super) fn build_script(&self) -> PathBuf {
+        self.folder().join("build.py")
+    }
+
+    /// Whether `dir` is a Larder checkout with the Python SDK and its build script.
+    fn is_checkout(dir: &Path) -> bool {
+        dir.join("plugins/python/build.py").is_file()
+            && dir
+                .join("plugins/python/larder-policy/src/larder_policy/__init__.py")
+                .is_file()
+    }
+}
+
+/// The checkout at `dir`: `dir` itself, or `dir` is its `plugins/python/larder-policy`.
+pub(super) fn python_sdk_at(dir: &Path) -> Option<PythonSdk> {
+    let dir = dir.canonicalize().ok()?;
+    if PythonSdk::is_checkout(&dir) {
+        return Some(PythonSdk { checkout: dir });
+    }
+    let checkout = dir.ancestors().nth(3)?;
+    (PythonSdk::is_checkout(checkout) && dir == checkout.join("plugins/python/larder-policy")).then(
+        || PythonSdk {
+            checkout: checkout.to_owned(),
+        },
     )
+}
+
+/// The checkout that holds `cwd` or the running binary, for its Python SDK.
+pub(super) fn find_python_sdk(cwd: &Path) -> anyhow::Result<PythonSdk> {
+    match find_above(cwd, python_sdk_at) {
+        Some(sdk) => Ok(sdk),
+        None => bail!(
+            "cannot find a Larder checkout with the Python SDK (looked above {} and the larder binary): pass --sdk PATH, the root of a Larder checkout or its plugins/python/larder-policy",
+            cwd.display()
+        ),
+    }
 }
 
 /// The `Cargo.lock` of the workspace the SDK belongs to, if any.
@@ -151,5 +219,36 @@ mod tests {
         assert!(!ws.has_member(Path::new("/w/plugins/a/b")));
         assert!(!ws.has_member(Path::new("/w/elsewhere")));
         assert!(!ws.has_member(Path::new("/other/plugins/new")));
+    }
+
+    #[test]
+    fn the_python_sdk_is_found_from_the_checkout_or_its_project_and_nowhere_else() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let checkout = root.canonicalize().unwrap();
+        for dir in [
+            root.clone(),
+            root.join("plugins/python/larder-policy"),
+            root.join("plugins/python/larder-policy/"),
+        ] {
+            assert_eq!(
+                python_sdk_at(&dir).map(|sdk| sdk.checkout),
+                Some(checkout.clone()),
+                "{}",
+                dir.display()
+            );
+        }
+        for dir in [
+            root.join("plugins"),
+            root.join("plugins/python"),
+            root.join("plugins/python/analysis-policy"),
+            root.join("plugins/sdk"),
+            root.join("nonexistent"),
+        ] {
+            assert_eq!(python_sdk_at(&dir), None, "{}", dir.display());
+        }
+        let sdk = find_python_sdk(&root.join("plugins/python/analysis-policy")).unwrap();
+        assert_eq!(sdk.checkout, checkout);
+        assert!(sdk.src().join("larder_policy/__init__.py").is_file());
+        assert!(sdk.build_script().is_file());
     }
 }

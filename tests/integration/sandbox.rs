@@ -336,3 +336,105 @@ async fn a_flooding_plugin_is_bounded_in_what_it_writes_and_hands_over() {
     gw.kill();
     origin.shutdown().await;
 }
+
+/// The sandbox does not depend on the guest's language: `tests/python-plugins/sandbox-probe`, a
+/// Python policy (CPython in the component), tries to read a file the test made, list `/`,
+/// connect to a port the test listens on, read the environment and both clocks, and finds
+/// nothing; looping and allocating without bound, it is stopped by the deadline and the memory
+/// limit like a Rust guest, and the plugin serves on afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_policy_gets_no_files_sockets_environment_or_clock_and_is_held_to_its_limits() {
+    use larder::policy::sandbox::Limits;
+    use larder::policy::{PluginEngine, PluginError};
+    use larder_bindings::types::{Param, Request, RequestDecision};
+
+    let bytes = std::fs::read(plugins::python_path("sandbox-probe")).unwrap();
+    let engine = PluginEngine::new().unwrap();
+    // Compiling CPython's component takes seconds: off the async threads, as the gateway does.
+    let plugin = tokio::task::spawn_blocking(move || engine.load("sandbox-probe", &bytes))
+        .await
+        .unwrap()
+        .expect("the probe loads");
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "readable outside the sandbox").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let request = |mode: Option<&str>| Request {
+        method: "GET".into(),
+        path: "/probe".into(),
+        query: None,
+        headers: vec![],
+        route_name: "probe".into(),
+        route_pattern: "/probe".into(),
+        params: vec![],
+        settings: [("file", secret.to_str().unwrap()), ("port", port.as_str())]
+            .into_iter()
+            .chain(mode.map(|m| ("mode", m)))
+            .map(|(name, value)| Param {
+                name: name.into(),
+                value: value.into(),
+            })
+            .collect(),
+    };
+    let generous = Limits {
+        deadline: Duration::from_secs(5),
+        memory: 32 << 20,
+    };
+
+    let decision = plugin
+        .on_request(1, generous, &request(None))
+        .await
+        .unwrap();
+    let RequestDecision::Pass(found) = decision else {
+        panic!("the probe passes with what it found: {decision:?}");
+    };
+    let found: std::collections::BTreeMap<&str, &str> = found
+        .split(';')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    assert!(
+        std::env::vars().count() > 0,
+        "the test's own environment is not empty"
+    );
+    let expected = [
+        ("clock", "0"),
+        ("dir", "denied"),
+        ("elapsed", "0"),
+        ("env", "0"),
+        ("file", "denied"),
+        ("socket", "denied"),
+    ];
+    assert_eq!(found, expected.into_iter().collect(), "{found:?}");
+
+    let started = Instant::now();
+    let looping = Limits {
+        deadline: Duration::from_millis(50),
+        ..generous
+    };
+    let err = plugin
+        .on_request(2, looping, &request(Some("loop")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PluginError::DeadlineExceeded { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let err = plugin
+        .on_request(3, generous, &request(Some("hog")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PluginError::MemoryExceeded { .. }), "{err}");
+
+    // A fresh instance serves the next call.
+    let decision = plugin
+        .on_request(4, generous, &request(None))
+        .await
+        .unwrap();
+    assert!(matches!(decision, RequestDecision::Pass(_)), "{decision:?}");
+    drop(listener);
+}

@@ -48,14 +48,14 @@ pub fn install(name: &str, dir: &Path, as_name: &str) {
     std::fs::copy(path(name), dir.join(format!("{as_name}.wasm"))).expect("copy plugin");
 }
 
-/// The built component of the Python policy `name` (a folder of `plugins/python/` with an
-/// `app.py`), built if its inputs changed since its last build (`cargo xtask test` builds it
-/// before the tests run).
+/// The built component of the Python policy `name` (a folder of `plugins/python/` or
+/// `tests/python-plugins/` with an `app.py`), built if its inputs changed since its last build
+/// (`cargo xtask test` builds them all before the tests run).
 pub fn python_path(name: &str) -> PathBuf {
     let root = workspace_root();
     let policy = xtask::python::discover(&root)
         .into_iter()
         .find(|p| p.name == name)
-        .unwrap_or_else(|| panic!("unknown Python policy {name}: no plugins/python/{name}/app.py"));
+        .unwrap_or_else(|| panic!("unknown Python policy {name}: no app.py in plugins/python/{name} or tests/python-plugins/{name}"));
     xtask::python::build(&root, &policy).expect("building the Python policy")
 }

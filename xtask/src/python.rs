@@ -1,7 +1,8 @@
 //! The Python policies, found in their folders, and their build.
 //!
 //! Every directory of `plugins/python/` with an `app.py` is a policy (the SDK, `larder-policy`,
-//! has none). `plugins/python/build.py` builds one into a component with componentize-py,
+//! has none); so is every one of `tests/python-plugins/` (hostile policies for the tests, which
+//! have no tests of their own). `plugins/python/build.py` builds one into a component with componentize-py,
 //! which it installs at the pinned version into a virtual environment under `target/python/`,
 //! and writes the component through a temporary file and a rename, as the Rust plugins are
 //! installed, so a gateway watching the directory never loads half a file.
@@ -19,6 +20,8 @@ use anyhow::{Context, bail};
 
 /// The folder of the Python policies and their SDK, relative to the workspace root.
 pub const FOLDER: &str = "plugins/python";
+/// The folder of the Python policies the tests use.
+pub const TEST_FOLDER: &str = "tests/python-plugins";
 /// Where their components are written, relative to the workspace root.
 pub const OUT_DIR: &str = "target/python";
 /// The virtual environment `build.py` makes, relative to the workspace root.
@@ -29,24 +32,31 @@ pub const VENV: &str = "target/python/venv";
 pub struct PythonPolicy {
     pub name: String,
     pub dir: PathBuf,
+    /// Under `plugins/python/` (with tests of its own), not `tests/python-plugins/`.
+    pub shipped: bool,
 }
 
-/// Every Python policy of the workspace at `root`, sorted by name.
+/// Every Python policy of the workspace at `root`: the shipped ones, then the tests', each
+/// sorted by name.
 pub fn discover(root: &Path) -> Vec<PythonPolicy> {
-    let Ok(entries) = std::fs::read_dir(root.join(FOLDER)) else {
-        return Vec::new();
-    };
-    let mut found: Vec<PythonPolicy> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|dir| dir.join("app.py").is_file())
-        .filter_map(|dir| {
-            let name = dir.file_name()?.to_str()?.to_owned();
-            Some(PythonPolicy { name, dir })
-        })
-        .collect();
-    found.sort_by(|a, b| a.name.cmp(&b.name));
-    found
+    let mut all = Vec::new();
+    for (folder, shipped) in [(FOLDER, true), (TEST_FOLDER, false)] {
+        let Ok(entries) = std::fs::read_dir(root.join(folder)) else {
+            continue;
+        };
+        let mut found: Vec<PythonPolicy> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|dir| dir.join("app.py").is_file())
+            .filter_map(|dir| {
+                let name = dir.file_name()?.to_str()?.to_owned();
+                Some(PythonPolicy { name, dir, shipped })
+            })
+            .collect();
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        all.extend(found);
+    }
+    all
 }
 
 /// Where policy `name` is built: `<root>/target/python/<name>.wasm`.
@@ -76,9 +86,11 @@ pub fn build(root: &Path, policy: &PythonPolicy) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
-/// `python -m pytest` over the SDK and every policy, in the build's virtual environment, with
-/// the test requirements installed first.
+/// The tests of the SDK (`python -m pytest` in its folder, in the build's virtual environment,
+/// with the test requirements installed first), then of each policy (`build.py --test`): one
+/// pytest process per policy, since every policy's module is named `app`.
 pub fn pytest(root: &Path) -> anyhow::Result<()> {
+    let folder = root.join(FOLDER);
     let venv_python = root.join(VENV).join("bin/python");
     if !venv_python.exists() {
         bail!(
@@ -86,7 +98,7 @@ pub fn pytest(root: &Path) -> anyhow::Result<()> {
             venv_python.display()
         );
     }
-    let requirements = root.join(FOLDER).join("requirements-test.txt");
+    let requirements = folder.join("requirements-test.txt");
     let installed = Command::new(&venv_python)
         .args(["-m", "pip", "install", "-q", "-r"])
         .arg(&requirements)
@@ -94,15 +106,24 @@ pub fn pytest(root: &Path) -> anyhow::Result<()> {
     if !installed.success() {
         bail!("installing {} failed", requirements.display());
     }
-    let mut cmd = Command::new(&venv_python);
-    cmd.current_dir(root)
+    let sdk = Command::new(&venv_python)
+        .current_dir(folder.join("larder-policy"))
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(root.join(FOLDER).join("larder-policy"));
-    for policy in discover(root) {
-        cmd.arg(&policy.dir);
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .status()?;
+    if !sdk.success() {
+        bail!("the Python SDK's tests failed");
     }
-    if !cmd.status()?.success() {
-        bail!("the Python policies' tests failed");
+    for policy in discover(root).into_iter().filter(|p| p.shipped) {
+        let tested = Command::new(python()?)
+            .arg(folder.join("build.py"))
+            .arg("--test")
+            .arg(&policy.dir)
+            .arg("-q")
+            .status()?;
+        if !tested.success() {
+            bail!("the tests of the Python policy {} failed", policy.name);
+        }
     }
     Ok(())
 }
@@ -169,9 +190,11 @@ mod tests {
     #[test]
     fn a_policy_is_a_folder_with_an_app_and_the_sdk_is_not_one() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let names: Vec<String> = discover(root).into_iter().map(|p| p.name).collect();
-        assert!(names.contains(&"analysis-policy".to_owned()), "{names:?}");
-        assert!(!names.contains(&"larder-policy".to_owned()), "{names:?}");
+        let found = discover(root);
+        let shipped = |name: &str| found.iter().find(|p| p.name == name).map(|p| p.shipped);
+        assert_eq!(shipped("analysis-policy"), Some(true), "{found:?}");
+        assert_eq!(shipped("sandbox-probe"), Some(false), "{found:?}");
+        assert_eq!(shipped("larder-policy"), None, "{found:?}");
     }
 
     #[test]
@@ -195,6 +218,7 @@ mod tests {
         let policy = PythonPolicy {
             name: "p".into(),
             dir: policy_dir.clone(),
+            shipped: true,
         };
         let before = inputs_digest(&tmp, &policy).unwrap();
         std::fs::write(policy_dir.join("tests/test_app.py"), "# edited\n").unwrap();

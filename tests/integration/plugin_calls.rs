@@ -108,3 +108,30 @@ async fn a_get_decided_from_the_request_alone_is_repeatable() {
     assert!(matches!(d, RequestDecision::Lookup(_)), "{d:?}");
     assert!(facts.repeatable && !facts.body_digest_asked);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_past_its_memory_limit_is_told_what_it_asked_for_and_what_to_raise() {
+    use larder::policy::PluginError;
+    let engine = PluginEngine::new().unwrap();
+    let bytes = std::fs::read(plugins::path("memory-hog")).unwrap();
+    let plugin = engine.load("memory-hog", &bytes).unwrap();
+    let limits = Limits {
+        deadline: Duration::from_millis(500),
+        memory: 8 * 1024 * 1024,
+    };
+    let req = request("GET", "/api/v1/repositories/1", "repository");
+    let err = plugin.on_request(1, limits, &req).await.unwrap_err();
+    let message = err.to_string();
+    match err {
+        PluginError::MemoryExceeded { limit, wanted, .. } => {
+            assert_eq!(limit, 8 * 1024 * 1024);
+            assert!(wanted > limit, "{message}");
+        }
+        other => panic!("not a memory error: {other}"),
+    }
+    assert!(
+        message.contains("grew past its memory limit of 8388608 bytes (it asked for ")
+            && message.contains("raise `plugins.memory_limit` (at most 67108864 bytes)"),
+        "{message}"
+    );
+}

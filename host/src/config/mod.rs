@@ -281,7 +281,7 @@ impl Config {
         let server = at.server(&raw.server)?;
         let cache = at.cache(&raw.cache, base)?;
         let redis = raw.redis.map(|r| at.redis(r)).transpose()?;
-        let plugins = validate::plugins(&raw.plugins, base);
+        let plugins = at.plugins(&raw.plugins, base)?;
         let routes = at.routes(raw.routes, &plugins, &server)?;
         let mut config = Config {
             path: path.to_owned(),
@@ -331,6 +331,24 @@ mod tests {
         assert_eq!(c.server.listen, defaults::LISTEN.parse().unwrap());
         assert!(c.redis.is_none());
         assert_eq!(c.plugins.dir, Path::new("dir/plugins"));
+    }
+
+    #[test]
+    fn a_plugin_memory_limit_past_the_pools_slots_is_refused_where_it_is_written() {
+        assert_eq!(parse("").unwrap().plugins.memory_limit, 16 << 20);
+        let c = parse("[plugins]\nmemory_limit = 67108864\n").unwrap();
+        assert_eq!(c.plugins.memory_limit, 64 << 20);
+        for text in [
+            "[plugins]\nmemory_limit = 67108865\n",
+            "[plugins]\nmemory_limit = 0\n",
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(
+                err.starts_with("dir/larder.toml:2:16:")
+                    && err.contains("between 1 and 67108864 bytes"),
+                "{text:?}: {err}"
+            );
+        }
     }
 
     #[test]

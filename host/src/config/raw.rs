@@ -71,7 +71,7 @@ pub(super) struct RawRedis {
 pub(super) struct RawPlugins {
     pub(super) dir: Option<String>,
     pub(super) deadline_ms: Option<u64>,
-    pub(super) memory_limit: Option<usize>,
+    pub(super) memory_limit: Option<Spanned<usize>>,
     pub(super) watch: Option<bool>,
     pub(super) code_cache: Option<String>,
     pub(super) decision_cache_bytes: Option<usize>,

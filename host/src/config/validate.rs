@@ -93,23 +93,38 @@ impl<'a> Locator<'a> {
             },
         })
     }
-}
 
-/// The `[plugins]` section; `base` is the config file's directory. Nothing in it can be wrong
-/// before the plugins are loaded.
-pub(super) fn plugins(raw: &RawPlugins, base: &Path) -> PluginsConfig {
-    PluginsConfig {
-        dir: base.join(raw.dir.as_deref().unwrap_or(defaults::PLUGIN_DIR)),
-        deadline: Duration::from_millis(raw.deadline_ms.unwrap_or(defaults::DEADLINE_MS)),
-        memory_limit: raw.memory_limit.unwrap_or(defaults::MEMORY_LIMIT),
-        watch: raw.watch.unwrap_or(true),
-        code_cache: match raw.code_cache.as_deref() {
-            None => Some(std::env::temp_dir().join("larder-code-cache")),
-            Some("") => None,
-            Some(dir) => Some(base.join(dir)),
-        },
-        decision_cache_bytes: raw
-            .decision_cache_bytes
-            .unwrap_or(defaults::DECISION_CACHE_BYTES),
+    /// The `[plugins]` section; `base` is the config file's directory. A memory limit above
+    /// what the instance pool's slots hold could never be reached: refused, not silently capped.
+    pub(super) fn plugins(
+        &self,
+        raw: &RawPlugins,
+        base: &Path,
+    ) -> Result<PluginsConfig, ConfigError> {
+        let pool = crate::policy::engine::POOL_MAX_MEMORY;
+        let memory_limit = match &raw.memory_limit {
+            None => defaults::MEMORY_LIMIT,
+            Some(n) if (1..=pool).contains(n.get_ref()) => *n.get_ref(),
+            Some(n) => {
+                return Err(self.error(
+                    n.span().start,
+                    format!("`memory_limit` must be between 1 and {pool} bytes (64 MiB, what an instance's slot in the pool holds)"),
+                ));
+            }
+        };
+        Ok(PluginsConfig {
+            dir: base.join(raw.dir.as_deref().unwrap_or(defaults::PLUGIN_DIR)),
+            deadline: Duration::from_millis(raw.deadline_ms.unwrap_or(defaults::DEADLINE_MS)),
+            memory_limit,
+            watch: raw.watch.unwrap_or(true),
+            code_cache: match raw.code_cache.as_deref() {
+                None => Some(std::env::temp_dir().join("larder-code-cache")),
+                Some("") => None,
+                Some(dir) => Some(base.join(dir)),
+            },
+            decision_cache_bytes: raw
+                .decision_cache_bytes
+                .unwrap_or(defaults::DECISION_CACHE_BYTES),
+        })
     }
 }

@@ -60,11 +60,16 @@ pub enum PluginError {
         version: String,
         deadline: std::time::Duration,
     },
-    #[error("plugin {plugin}@{version}: grew past its memory limit of {limit} bytes")]
+    #[error(
+        "plugin {plugin}@{version}: grew past its memory limit of {limit} bytes (it asked for {wanted}); raise `plugins.memory_limit` (at most {max} bytes) if the policy needs that much",
+        max = engine::POOL_MAX_MEMORY
+    )]
     MemoryExceeded {
         plugin: String,
         version: String,
         limit: usize,
+        /// The linear memory size the guest asked for.
+        wanted: usize,
     },
     #[error("plugin {plugin}@{version}: returned an invalid answer: {reason}")]
     Malformed {

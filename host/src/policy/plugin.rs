@@ -50,8 +50,12 @@ pub struct CallFacts {
 }
 
 /// Calls an instance serves before it is dropped, which bounds whatever a guest accumulates
-/// in its memory across calls.
-pub const REUSE_CALLS: u32 = 1_000;
+/// in its memory across calls (the memory limit bounds it too: a guest that outgrows it fails
+/// one call and its instance is dropped). A fresh instance is cheap for a Rust guest but costs
+/// a Python one (CPython from its snapshot) milliseconds and hundreds of page faults on its
+/// first call; at 1,000 calls per instance that was several microseconds of every call under
+/// load, and a first call over the deadline made the next fresh one.
+pub const REUSE_CALLS: u32 = 10_000;
 /// Idle instances kept per plugin version.
 const MAX_IDLE: usize = 16;
 
@@ -286,7 +290,17 @@ impl Plugin {
                 return Err(wasmtime::Error::msg("deadline exceeded"));
             }
             state.ticks_left -= 1;
-            Ok(UpdateDeadline::Yield(1))
+            state.ticks_seen += 1;
+            // The first tick a call sees is most often one it merely straddles: yielding there
+            // would queue the call behind every task ready on its worker (dozens under load),
+            // holding its instance meanwhile. A guest that keeps running yields from the second
+            // tick on, so it holds its thread for at most two ticks at a time; the budget is
+            // counted the same either way.
+            Ok(if state.ticks_seen == 1 {
+                UpdateDeadline::Continue(1)
+            } else {
+                UpdateDeadline::Yield(1)
+            })
         });
         store
     }
@@ -311,6 +325,7 @@ impl Plugin {
                 plugin,
                 version,
                 limit: limits.memory,
+                wanted: state.memory.wanted,
             }
         } else if sandbox::copied_too_much(&e) {
             PluginError::Malformed {

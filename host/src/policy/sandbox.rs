@@ -145,6 +145,8 @@ pub struct CallState {
     table: ResourceTable,
     pub(super) memory: MemoryLimiter,
     pub(super) ticks_left: u64,
+    /// Epoch ticks this call has seen (see `Plugin::new_store`).
+    pub(super) ticks_seen: u64,
     pub(super) deadline_hit: bool,
     plugin: Arc<str>,
     request_id: u64,
@@ -179,8 +181,10 @@ impl CallState {
             memory: MemoryLimiter {
                 max: limits.memory,
                 hit: false,
+                wanted: 0,
             },
             ticks_left: (limits.deadline.as_micros() / TICK.as_micros()).max(1) as u64,
+            ticks_seen: 0,
             deadline_hit: false,
             plugin,
             request_id,
@@ -200,6 +204,7 @@ impl CallState {
         self.end_call();
         self.memory.max = limits.memory;
         self.memory.hit = false;
+        self.ticks_seen = 0;
         self.ticks_left = (limits.deadline.as_micros() / TICK.as_micros()).max(1) as u64;
         self.deadline_hit = false;
         self.request_id = request_id;
@@ -286,6 +291,8 @@ impl Drop for CallState {
 pub struct MemoryLimiter {
     max: usize,
     pub(super) hit: bool,
+    /// The size the guest asked for when it was refused, for the error.
+    pub(super) wanted: usize,
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
@@ -297,6 +304,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         if desired > self.max {
             self.hit = true;
+            self.wanted = desired;
             // An error (rather than `Ok(false)`) traps at once: a guest's allocator would
             // otherwise turn the failed growth into an abort with a less useful message.
             return Err(wasmtime::Error::msg("memory limit exceeded"));

@@ -84,11 +84,21 @@ EOF
   PIDS+=($!)
 fi
 
+# Each wrk thread has its own Lua state: the id carries the thread's number and a per-run
+# random prefix, or every id would be sent once per thread (and again in the next run, which a
+# gateway's table of decisions remembers).
 cat >"$WORK/unique.lua" <<'EOF'
+local threads = 0
+math.randomseed(os.time())
+local run = tostring(math.random(1, 1e9))
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", run .. "-" .. threads)
+end
 local n = 0
 request = function()
   n = n + 1
-  return wrk.format(nil, nil, { ["x-request-id"] = tostring(n) })
+  return wrk.format(nil, nil, { ["x-request-id"] = tid .. "-" .. n })
 end
 EOF
 

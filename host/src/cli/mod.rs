@@ -1,5 +1,5 @@
 //! The `larder` command line: `serve` and `check-config` for operators, and `plugin new`,
-//! `check`, `run` and `test` for policy authors.
+//! `check`, `run`, `test` and `install` for policy authors.
 //!
 //! The clap definitions and what each command does live here, in the library, so that
 //! `main.rs` only sets up the process (allocator, logging, runtime, exit code):
@@ -12,6 +12,8 @@
 //! - [`plugin_run`]: `larder plugin run`, one call of a policy with a request from the command
 //!   line, its decisions printed as JSON.
 //! - [`plugin_test`]: `larder plugin test`, a policy's decisions checked against a cases file.
+//! - [`plugin_install`]: `larder plugin install`, a checked component into a plugin directory,
+//!   under the name routes use.
 
 use std::path::PathBuf;
 
@@ -21,6 +23,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::{Config, EnvOverrides};
 
 pub mod plugin_check;
+pub mod plugin_install;
 pub mod plugin_new;
 pub mod plugin_run;
 pub mod plugin_test;
@@ -89,6 +92,9 @@ pub enum PluginCommand {
     /// decisions expected of check-settings, on-request, on-response and on-invalidate. Prints
     /// each failing case's differences; exits non-zero when any case fails.
     Test(plugin_test::TestArgs),
+    /// Check a built component and install it into a gateway's plugin directory, atomically,
+    /// under the plugin's name (default: the file stem with `_` read as `-`).
+    Install(plugin_install::InstallArgs),
 }
 
 /// Runs `command` to its end; what it prints goes to stdout, logs to stderr.
@@ -133,6 +139,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             PluginCommand::Run(args) => {
                 let out = plugin_run::run(args).await?;
                 println!("{}", serde_json::to_string_pretty(&out)?);
+                Ok(())
+            }
+            PluginCommand::Install(args) => {
+                println!("{}", plugin_install::install(&args).await?);
                 Ok(())
             }
             PluginCommand::Test(args) => {

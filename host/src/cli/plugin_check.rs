@@ -12,7 +12,10 @@ use crate::policy::sandbox::Limits;
 use crate::policy::{Plugin, PluginEngine};
 
 /// Compiles `file` with a fresh engine, off the async threads; the plugin is named by the file
-/// stem, as the gateway names it.
+/// stem, as the gateway names it. Compiled code is kept in the gateway's default code cache
+/// (`config::default_code_cache`), so running `check`, `run` and `test` on one file compiles it
+/// once: a Rust policy compiles in a fraction of a second, a Python one (CPython inside) in
+/// 10 to 20 s.
 pub(super) async fn load(file: &Path) -> anyhow::Result<Plugin> {
     let bytes = tokio::fs::read(file)
         .await
@@ -22,7 +25,7 @@ pub(super) async fn load(file: &Path) -> anyhow::Result<Plugin> {
         .and_then(|s| s.to_str())
         .unwrap_or("plugin")
         .to_owned();
-    let engine = PluginEngine::new()?;
+    let engine = PluginEngine::with_code_cache(Some(&crate::config::default_code_cache()))?;
     let plugin = tokio::task::spawn_blocking(move || engine.load(&name, &bytes)).await??;
     Ok(plugin)
 }

@@ -32,6 +32,13 @@ pub use raw::defaults;
 use validate::Locator;
 pub use validate::render_setting;
 
+/// Where compiled plugin code is kept when `plugins.code_cache` is not set: shared by every
+/// gateway and `larder plugin` command of this user, since entries are keyed by the plugin's
+/// bytes and the engine's build.
+pub fn default_code_cache() -> PathBuf {
+    std::env::temp_dir().join("larder-code-cache")
+}
+
 /// A config file that could not be used, with where and why.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

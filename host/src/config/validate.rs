@@ -118,7 +118,7 @@ impl<'a> Locator<'a> {
             memory_limit,
             watch: raw.watch.unwrap_or(true),
             code_cache: match raw.code_cache.as_deref() {
-                None => Some(std::env::temp_dir().join("larder-code-cache")),
+                None => Some(super::default_code_cache()),
                 Some("") => None,
                 Some(dir) => Some(base.join(dir)),
             },

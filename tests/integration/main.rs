@@ -25,6 +25,7 @@ mod observability;
 mod origin;
 mod plugin_calls;
 mod policy_interface;
+mod python_policy;
 mod redis_cluster;
 mod redis_resilience;
 mod reload;

@@ -28,8 +28,19 @@ pub struct Harness {
 /// The admin token every test gateway is started with (`LARDER_ADMIN_TOKEN`).
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
-fn demo_config() -> String {
+pub fn demo_config() -> String {
     std::fs::read_to_string(plugins::workspace_root().join("larder.toml")).expect("larder.toml")
+}
+
+/// Installs the Python port of `analysis-policy` (`plugins/python/analysis-policy`) under the
+/// Rust policy's name, and `standard`: the demo's routes then run the Python policy.
+pub fn install_python_analysis_policy(dir: &Path) {
+    std::fs::copy(
+        plugins::python_path("analysis-policy"),
+        dir.join("analysis-policy.wasm"),
+    )
+    .expect("copy the Python analysis-policy");
+    plugins::install("standard", dir, "standard");
 }
 
 /// Installs the example plugins (`analysis-policy`, `standard`) into `dir`.

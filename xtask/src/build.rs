@@ -132,10 +132,16 @@ fn install(from: &Path, to: &Path) -> anyhow::Result<()> {
 /// unused, and dropped at link time); `cargo build --release -p larder` builds without them.
 pub fn all(deny: bool) -> anyhow::Result<()> {
     plugins()?;
-    // The workspace's default members, as the test build selects them: clippy-driver lints
-    // only the packages a build selects, so cargo fingerprints a selected package apart from the
-    // same package built as a dependency. Selecting `larder` and `larder-tests` alone left
-    // `larder-bindings` unselected here and selected in the test build, which compiled it, and
-    // so `larder`, twice per `cargo xtask test`.
-    cargo_linted(&["build", "--release", "--bins"], deny)
+    cargo_linted(
+        &[
+            "build",
+            "--release",
+            "-p",
+            "larder",
+            "-p",
+            "larder-tests",
+            "--bins",
+        ],
+        deny,
+    )
 }

@@ -33,10 +33,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     // the plugins: the SDK's `wit-bindgen` macro would bring its own proc-macro dependencies
     // into this build, change the features of ones wasmtime's macros share (`indexmap`,
     // `anyhow`), and so build wasmtime a second time (about ten minutes on CI's two cores).
-    // Every target is built (and so linted) first, benches and examples included, as
-    // `cargo clippy --all-targets` would; the test run reuses what it built.
-    timed("build of every target", || {
-        build::cargo_linted(&["build", "--release", "--all-targets"], deny)
+    // Exactly the units the test run needs, then the bench binary: `--all-targets` (or
+    // `--benches`) also compiled every library and binary in test mode, `test = false` or not
+    // (the bindgen crate, the test support, the stand-in backend: minutes of CI for binaries
+    // nothing runs). Both linted, as `cargo clippy --all-targets` would.
+    timed("build of the tests and the benches", || {
+        build::cargo_linted(&["test", "--release", "--no-run"], deny)?;
+        build::cargo_linted(&["build", "--release", "--bench", "figures"], deny)
     })?;
     // The Python policies' components (which the tests load) and their own tests (pytest).
     timed("Python policies", || {

@@ -131,6 +131,27 @@ async fn read_until_closed(
     }
 }
 
+/// Waits for the gateway to close each of `held` (opened at the instant beside it), at most
+/// `timeout` and 5 s more; returns how many were still open then, and how many it closed
+/// earlier than `timeout` after they were opened (less 50 ms of timer slack).
+async fn closed_after(
+    held: Vec<(tokio::time::Instant, tokio::net::TcpStream)>,
+    timeout: Duration,
+) -> (usize, usize) {
+    let deadline = tokio::time::Instant::now() + timeout + Duration::from_secs(5);
+    let closings = held.into_iter().map(|(opened, mut tcp)| async move {
+        let closed = read_until_closed(&mut tcp, deadline).await;
+        (closed.is_some(), opened.elapsed())
+    });
+    let closings = futures_util::future::join_all(closings).await;
+    let open = closings.iter().filter(|(closed, _)| !closed).count();
+    let early = closings
+        .iter()
+        .filter(|(_, after)| *after < timeout - Duration::from_millis(50))
+        .count();
+    (open, early)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn clients_holding_half_sent_requests_are_closed_after_the_header_timeout_while_others_are_served()
  {
@@ -177,19 +198,8 @@ async fn clients_holding_half_sent_requests_are_closed_after_the_header_timeout_
     }
 
     // Every held connection is closed by the gateway, none before its time.
-    let deadline = tokio::time::Instant::now() + timeout + Duration::from_secs(5);
-    let closings = held.into_iter().map(|(opened, mut tcp)| async move {
-        let closed = read_until_closed(&mut tcp, deadline).await;
-        (closed.is_some(), opened.elapsed())
-    });
-    let closings = futures_util::future::join_all(closings).await;
-    let open = closings.iter().filter(|(closed, _)| !closed).count();
+    let (open, early) = closed_after(held, timeout).await;
     assert_eq!(open, 0, "{open} of {HELD} held connections still open");
-    let early = closings
-        .iter()
-        .map(|(_, after)| *after)
-        .filter(|after| *after < timeout - Duration::from_millis(50))
-        .count();
     assert_eq!(early, 0, "connections closed before the header timeout");
     assert_eq!(h.get("/api/v1/echo?body=after").await.status, 200);
     h.stop().await;
@@ -386,18 +396,8 @@ async fn the_admin_listener_has_the_same_timeouts_and_a_connection_limit_of_its_
     );
 
     // The others are closed after the header timeout, none before it.
-    let deadline = tokio::time::Instant::now() + timeout + Duration::from_secs(5);
-    let closings = admitted.into_iter().map(|(opened, mut tcp)| async move {
-        let closed = read_until_closed(&mut tcp, deadline).await;
-        (closed.is_some(), opened.elapsed())
-    });
-    let closings = futures_util::future::join_all(closings).await;
-    let open = closings.iter().filter(|(closed, _)| !closed).count();
+    let (open, early) = closed_after(admitted, timeout).await;
     assert_eq!(open, 0, "{open} held admin connections still open");
-    let early = closings
-        .iter()
-        .filter(|(_, after)| *after < timeout - Duration::from_millis(50))
-        .count();
     assert_eq!(
         early, 0,
         "admin connections closed before the header timeout"

@@ -103,23 +103,7 @@ async fn serve_admin(
     let mut backoff = connection::Backoff::default();
     // Every connection's task holds a receiver: `closed` below returns when all have ended.
     let (close, closing) = watch::channel(false);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        let mut tcp = match accepted {
-            Ok((tcp, _)) => tcp,
-            Err(e) if connection::is_per_connection(&e) => continue,
-            Err(e) => {
-                let wait = backoff.failed(&e);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => continue,
-                    _ = stop.wait_for(|s| *s) => break,
-                }
-            }
-        };
-        backoff.succeeded();
+    while let Some(mut tcp) = accept(&listener, &mut backoff, &mut stop, &open).await {
         let Some(slot) = open.admit() else {
             refuse(&tcp);
             continue;
@@ -170,26 +154,7 @@ async fn serve_proxy(
     // When the connection limit was last reported: at most every ten seconds, since a flood at
     // the limit refuses and admits in turn, many times a second.
     let mut reported: Option<tokio::time::Instant> = None;
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        let mut tcp = match accepted {
-            Ok((tcp, _)) => tcp,
-            Err(e) if connection::is_per_connection(&e) => continue,
-            Err(e) => {
-                // Out of file descriptors and the like: the listener stays readable, so wait
-                // rather than spin.
-                connections.accept_failed();
-                let wait = backoff.failed(&e);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => continue,
-                    _ = stop.wait_for(|s| *s) => break,
-                }
-            }
-        };
-        backoff.succeeded();
+    while let Some(mut tcp) = accept(&listener, &mut backoff, &mut stop, &connections).await {
         let Some(slot) = connections.admit() else {
             if reported.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
                 reported = Some(tokio::time::Instant::now());
@@ -208,6 +173,39 @@ async fn serve_proxy(
     }
     drop(listener);
     workers.finish().await;
+}
+
+/// The listener's next connection; `None` once `stop` turns true. A failed accept that
+/// concerns one connection (reset before it was accepted) is skipped; any other (out of file
+/// descriptors and the like) is counted in `connections` and waited out with `backoff`: the
+/// listener stays readable, so retrying at once would spin.
+async fn accept(
+    listener: &TcpListener,
+    backoff: &mut connection::Backoff,
+    stop: &mut watch::Receiver<bool>,
+    connections: &connection::Connections,
+) -> Option<TcpStream> {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => return None,
+        };
+        match accepted {
+            Ok((tcp, _)) => {
+                backoff.succeeded();
+                return Some(tcp);
+            }
+            Err(e) if connection::is_per_connection(&e) => continue,
+            Err(e) => {
+                connections.accept_failed();
+                let wait = backoff.failed(&e);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    _ = stop.wait_for(|s| *s) => return None,
+                }
+            }
+        }
+    }
 }
 
 /// Tells a client over the connection limit so, if its socket takes the answer at once, and

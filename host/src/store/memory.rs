@@ -29,6 +29,9 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, RwLock};
 
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+
 use super::entry::Entry;
 use super::key::{Digest, ObjectKey, TagId};
 use super::tags::{self, Token};
@@ -208,6 +211,21 @@ impl MemoryStore {
     }
 }
 
+/// Bodies and header values arrive as slices of larger buffers (hyper's read buffer, a Redis
+/// reply): kept as they are, a 1 KB entry can pin many KiB that its weight does not count, and
+/// the budget stops bounding the process's memory. What the tier holds is copied into
+/// allocations of its own, once, when it is stored.
+fn owned_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut owned = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        // Always valid (the bytes of a valid value); kept shared if ever not.
+        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        owned.append(name.clone(), copy);
+    }
+    owned
+}
+
 impl Storage for MemoryStore {
     async fn lookup(&self, key: &ObjectKey) -> Result<Option<Found>, StoreError> {
         // The digest covers the route name, so it alone identifies the entry.
@@ -259,8 +277,8 @@ impl Storage for MemoryStore {
         let expires_at_ms = new.meta.stored_at_ms + new.meta.storage_lifetime_secs() * 1000;
         let entry = Entry {
             status: new.status,
-            headers: new.headers,
-            body: new.body,
+            headers: owned_headers(&new.headers),
+            body: Bytes::copy_from_slice(&new.body),
             meta: new.meta,
             tags: new.tags.into_iter().zip(tokens).collect(),
         };
@@ -337,6 +355,34 @@ mod tests {
         s.store(&k, entry(bytes, tags)).await.unwrap();
     }
 
+    /// A 1 KB body and a header cut from a 1 MiB buffer, as hyper's read buffer hands them out:
+    /// what the tier holds is a copy of their own, so the buffer is not pinned behind a weight
+    /// of 1 KB.
+    #[tokio::test]
+    async fn entries_hold_their_own_bytes_not_the_buffers_they_were_cut_from() {
+        let s = MemoryStore::new(DEFAULT_BUDGET);
+        let buffer = bytes::Bytes::from(vec![b'x'; 1 << 20]);
+        let mut new = entry(0, Vec::new());
+        new.body = buffer.slice(4096..5120);
+        let value = HeaderValue::from_maybe_shared(buffer.slice(0..16)).unwrap();
+        new.headers.insert("x-cut", value);
+        s.store(&repo(1), new).await.unwrap();
+
+        let found = s.lookup(&repo(1)).await.unwrap().expect("stored");
+        let inside = |p: *const u8| buffer.as_ptr_range().contains(&p);
+        assert_eq!(found.entry.body.len(), 1024);
+        assert!(
+            !inside(found.entry.body.as_ptr()),
+            "the body still points into the buffer"
+        );
+        let header = found.entry.headers.get("x-cut").expect("kept");
+        assert_eq!(header.as_bytes(), &[b'x'; 16]);
+        assert!(
+            !inside(header.as_bytes().as_ptr()),
+            "the header still points into the buffer"
+        );
+    }
+
     #[tokio::test]
     async fn the_budget_bounds_the_bytes_held() {
         let s = MemoryStore::new(64 * 1024);
@@ -350,9 +396,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_scan_of_one_time_keys_does_not_push_out_the_popular_ones() {
-        // Room for about 50 entries: 10 popular repositories, then a crawl of 2,000 others,
+        // Room for about 50 entries (1,544 bytes each): 10 popular repositories, then a crawl of 2,000 others,
         // each stored once, while the popular ones keep being read.
-        let s = MemoryStore::new(50 * 1200);
+        let s = MemoryStore::new(50 * 1544);
         for i in 0..10 {
             store_repo(&s, i, 1000).await;
         }

@@ -220,6 +220,86 @@ async fn a_redis_hit_is_one_round_trip_with_or_without_explicit_tags() {
     assert!(store.lookup(&tagged).await.unwrap().is_none());
 }
 
+/// A store is one round trip when the instance knows its tags' tokens, and a wrong guess (another
+/// instance purged the tag, or the token was evicted) never writes an entry that a purge should
+/// have kept out, or brings back one it invalidated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_guesses_its_tokens_wrong_writes_nothing_wrong() {
+    use larder::store::key::tag_id;
+    use larder::store::tags::now_us;
+    use larder::store::{ObjectKey, Standing, Storage, StoreOutcome};
+
+    let redis = RedisServer::start();
+    let a = connected_store(&redis, "guess:").await;
+    let b = connected_store(&redis, "guess:").await;
+    let key = |n: &str| ObjectKey::derive("r", &["repo", "7", n], &[]);
+    let entry = |k: &ObjectKey, body: &'static str, started: u64| {
+        let mut tags = k.implicit_tags.clone();
+        tags.push(tag_id("repo:7"));
+        let mut e = contract::entry(bytes::Bytes::from_static(body.as_bytes()), tags);
+        e.meta.fill_started_us = started;
+        e
+    };
+    async fn found(s: &RedisStore, k: &ObjectKey) -> Option<(bytes::Bytes, Standing)> {
+        s.lookup(k)
+            .await
+            .unwrap()
+            .map(|f| (f.entry.body, f.standing))
+    }
+
+    // A learns the tokens of the tag and the prefixes; its next store is one script call.
+    let first = key("first");
+    let stored = a.store(&first, entry(&first, "1", now_us())).await;
+    assert_eq!(stored.unwrap(), StoreOutcome::Stored);
+    let (evalsha, set) = (calls(&redis, "evalsha"), calls(&redis, "set"));
+    let known = key("known");
+    a.lookup(&known).await.unwrap();
+    let stored = a.store(&known, entry(&known, "2", now_us())).await;
+    assert_eq!(stored.unwrap(), StoreOutcome::Stored);
+    assert_eq!(calls(&redis, "evalsha") - evalsha, 1, "one round trip");
+    // Each of its four tags' tokens (the key, two prefixes, `repo:7`) and the entry: all set
+    // from inside the script.
+    assert_eq!(calls(&redis, "set") - set, 4 + 1);
+    assert_eq!(found(&a, &known).await.unwrap().1, Standing::Current);
+
+    // B purges the tag (hard, then soft) while fills of A are in flight: A still guesses the
+    // old token, and neither fill is stored, not even as stale.
+    for soft in [false, true] {
+        let started = now_us();
+        b.purge(&[tag_id("repo:7")], soft).await.unwrap();
+        let late = key(if soft { "late-soft" } else { "late-hard" });
+        let stored = a.store(&late, entry(&late, "old", started)).await;
+        assert_eq!(
+            stored.unwrap(),
+            StoreOutcome::PurgedDuringFill,
+            "soft {soft}"
+        );
+        assert!(found(&a, &late).await.is_none(), "soft {soft}");
+    }
+    // A fill that started after the purges is stored with the new token, and holds.
+    let after = key("after");
+    let stored = a.store(&after, entry(&after, "new", now_us())).await;
+    assert_eq!(stored.unwrap(), StoreOutcome::Stored);
+    assert_eq!(found(&b, &after).await.unwrap().1, Standing::Current);
+
+    // The tag's token is evicted: A's store creates a fresh one rather than writing back the
+    // token it remembers, so the entries that recorded the old one stay invalid.
+    assert!(!redis.keys("guess:tag:*").is_empty());
+    let _: () = ::redis::cmd("DEL")
+        .arg(format!("guess:tag:{}", tag_id("repo:7")))
+        .query(&mut redis.conn())
+        .unwrap();
+    let again = key("again");
+    let stored = a.store(&again, entry(&again, "3", now_us())).await;
+    assert_eq!(stored.unwrap(), StoreOutcome::Stored);
+    assert_eq!(found(&b, &again).await.unwrap().1, Standing::Current);
+    assert!(
+        found(&b, &after).await.is_none(),
+        "brought back by a remembered token"
+    );
+    assert!(found(&b, &known).await.is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_entry_is_a_miss_and_is_deleted() {
     let redis = RedisServer::start();

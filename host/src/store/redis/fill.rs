@@ -4,15 +4,82 @@
 //! tags' tokens; a token purged at or after that refuses the store (`tags::may_store`). Reading
 //! a token also creates it where missing and makes it outlive the entry, since an entry whose
 //! token is gone is invalid. Each tag's counter counts the entry, for the purge's answer.
+//!
+//! When this instance knows the tokens (`known_tokens.rs`), the read and the write are one
+//! script ([`super::scripts::STORE_SCRIPT`]) that writes the entry only if the tokens are still
+//! the ones it records; otherwise they are two round trips.
 
 use super::breaker::Breaker;
 use super::{PURGE_MARKER_TTL_SECS, RedisStore};
 use crate::store::StoreError;
 use crate::store::cluster::Conn;
+use crate::store::entry::Entry;
 use crate::store::key::TagId;
 use crate::store::tags::{self, Token};
 
+/// What a store's first round trip did, when its tags' tokens were known.
+pub(super) enum Known {
+    /// The entry is written: every token was the one it records.
+    Stored,
+    /// Nothing written: each tag's token as it was before (as [`RedisStore::take_tokens`]
+    /// answers them); the tokens were created and counted as that would have.
+    Changed(Vec<Option<Vec<u8>>>),
+    /// Not tried (a cluster, no tags, or a guess that could not be stored anyway): nothing was
+    /// read or written.
+    Unknown,
+}
+
 impl RedisStore {
+    /// Writes `entry` in one round trip if its tags' tokens are the ones last seen (or none
+    /// where none was seen: this fill creates them, with `fresh`), which it then records. On a
+    /// single Redis only, on `conn` through `obj_gate`; `lives` is the entry's life and its
+    /// tokens' (s).
+    pub(super) async fn store_if_known(
+        &self,
+        obj_key: &str,
+        entry: &mut Entry,
+        fresh: &[Token],
+        (life, token_life): (u64, u64),
+        obj_gate: &Breaker,
+        conn: &mut Conn,
+    ) -> Result<Known, StoreError> {
+        if self.cluster() || entry.tags.is_empty() {
+            return Ok(Known::Unknown);
+        }
+        for ((tag, token), fresh) in entry.tags.iter_mut().zip(fresh) {
+            *token = self.shared.known.get(tag).unwrap_or(*fresh);
+        }
+        let guessed: Vec<Token> = entry.tags.iter().map(|(_, t)| *t).collect();
+        if tags::may_store(&guessed, entry.meta.fill_started_us).is_err() {
+            // Purged since the fill started, if the guess is right: let the two steps decide.
+            return Ok(Known::Unknown);
+        }
+        let mut invocation = self.store_script.key(obj_key);
+        for (tag, _) in &entry.tags {
+            invocation.key(self.tag_key(tag)).key(self.count_key(tag));
+        }
+        invocation.arg(entry.encode()).arg(life).arg(token_life);
+        for (recorded, fresh) in guessed.iter().zip(fresh) {
+            invocation.arg(recorded.encode()).arg(fresh.encode());
+        }
+        let mut reply: Vec<Option<Vec<u8>>> = self
+            .guarded(obj_gate, invocation.invoke_async(conn))
+            .await?;
+        if reply.len() != 1 + guessed.len() {
+            return Err(StoreError::Unavailable(
+                "the store script answered a wrong number of values",
+            ));
+        }
+        if reply[0].as_deref() == Some(b"1") {
+            for ((tag, _), token) in entry.tags.iter().zip(guessed) {
+                self.shared.known.saw(*tag, Some(token));
+            }
+            return Ok(Known::Stored);
+        }
+        reply.remove(0);
+        Ok(Known::Changed(reply))
+    }
+
     /// Each tag's token as it was before this fill (`None` where there was none and `fresh`'s
     /// was set), every token now living `token_life` seconds at least. On a single Redis one
     /// pipeline on `conn`, through `obj_gate`; on a cluster one per tag, through its master's

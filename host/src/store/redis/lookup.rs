@@ -13,6 +13,7 @@ use super::breaker::Gate;
 use crate::store::StoreError;
 use crate::store::entry::Entry;
 use crate::store::key::ObjectKey;
+use crate::store::tags::Token;
 
 /// What a lookup's first round trip brought back.
 pub(super) struct Fetched {
@@ -62,6 +63,14 @@ impl RedisStore {
                 ));
             }
             let value = values.remove(0);
+            if value.is_none() {
+                // A miss, whose fill will store under these tags: remember their tokens, so
+                // that the store can be one round trip (`known_tokens.rs`).
+                for (tag, token) in key.implicit_tags.iter().zip(&values) {
+                    let token = token.as_deref().and_then(Token::decode);
+                    self.shared.known.saw(*tag, token);
+                }
+            }
             return Ok(Fetched {
                 value,
                 tokens: FetchedTokens::Implicit(values),

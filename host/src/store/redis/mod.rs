@@ -12,7 +12,7 @@
 //!
 //! A hit costs two round trips: the entry, then the tokens of its tags (whose names the entry
 //! holds); on a single Redis usually one. A store costs two: the tags' tokens (creating missing
-//! ones), then the entry. A purge replaces its tags' tokens, then announces itself on
+//! ones), then the entry; on a single Redis usually one, when the tokens are known. A purge replaces its tags' tokens, then announces itself on
 //! `<prefix>invalidations` (pub/sub) for the instances' memory tiers ([`super::tiered`]).
 //!
 //! Purges are the exception to "an accelerator, never a dependency": the breaker never refuses
@@ -26,7 +26,8 @@
 //! - this file: the store's state, its Redis key names (the wire format shared with every other
 //!   instance) and the [`Storage`] operations, read top to bottom;
 //! - `lookup.rs`: **tokens checked on every hit**, in one round trip where possible;
-//! - `fill.rs`: **no resurrection**: a fill overtaken by a purge is not stored;
+//! - `fill.rs`: **no resurrection**: a fill overtaken by a purge is not stored; in one round
+//!   trip when `known_tokens.rs` knows its tags' tokens;
 //! - `purge.rs`: **acknowledged announcements**: a purge returns once every memory tier has it;
 //! - `drain.rs`: **pending purges** applied as soon as Redis answers;
 //! - `scripts.rs` (and the `.lua` files): the two atomic steps, and what each guarantees;
@@ -41,6 +42,7 @@ mod connect;
 mod drain;
 mod fill;
 mod fill_news;
+mod known_tokens;
 mod lease;
 mod lookup;
 mod purge;
@@ -61,6 +63,7 @@ pub use subscription::SubscriptionTargets;
 
 use self::breaker::{Breaker, Node};
 use self::connect::Connector;
+use self::fill::Known;
 use super::cluster::{Conn, Target, Topology};
 use super::entry::Entry;
 use super::key::{ObjectKey, TagId};
@@ -79,6 +82,7 @@ pub struct RedisStore {
     shared: Arc<Shared>,
     purge_script: redis::Script,
     lookup_script: redis::Script,
+    store_script: redis::Script,
     lease_script: redis::Script,
     /// Routes whose last entry looked up carried tags beyond its implicit ones: their lookups
     /// use the lookup script ([`scripts::LOOKUP_SCRIPT`]); the others one `MGET`.
@@ -112,6 +116,8 @@ struct Shared {
     ack_wait_ms: AtomicU64,
     /// This instance's requests waiting for other instances' fills (`fill_news.rs`).
     waiting: fill_news::Waiting,
+    /// Tag tokens last seen, for stores in one round trip (`known_tokens.rs`).
+    known: known_tokens::KnownTokens,
 }
 
 impl Shared {
@@ -150,6 +156,7 @@ impl RedisStore {
             pending: Arc::new(pending),
             ack_wait_ms: AtomicU64::new(crate::config::defaults::MEMORY_TIER_TRUST_MS),
             waiting: fill_news::Waiting::default(),
+            known: known_tokens::KnownTokens::default(),
         });
         let count = config.connections.max(1);
         tracing::info!(
@@ -176,6 +183,7 @@ impl RedisStore {
             shared,
             purge_script: redis::Script::new(scripts::PURGE_SCRIPT),
             lookup_script: redis::Script::new(scripts::LOOKUP_SCRIPT),
+            store_script: redis::Script::new(scripts::STORE_SCRIPT),
             lease_script: redis::Script::new(scripts::LEASE_SCRIPT),
             tagged_routes: RwLock::new(HashSet::new()),
             instance,
@@ -284,21 +292,49 @@ impl Storage for RedisStore {
         let mut conn = self.conn(&obj_gate)?;
         let life = new.meta.storage_lifetime_secs().max(1);
         let token_life = life + TOKEN_MARGIN_SECS;
-
-        // Read each tag's token, creating it where missing, and make it outlive this entry.
+        let fill_started_us = new.meta.fill_started_us;
         let fresh: Vec<Token> = new.tags.iter().map(|_| Token::new_unpurged()).collect();
-        let previous = self
-            .take_tokens(&new.tags, &fresh, token_life, &obj_gate, &mut conn)
-            .await?;
-        let mut tokens = Vec::with_capacity(fresh.len());
+        let mut entry = Entry {
+            status: new.status,
+            headers: new.headers,
+            body: new.body,
+            meta: new.meta,
+            tags: new.tags.into_iter().zip(fresh.iter().copied()).collect(),
+        };
+
+        // Each tag's token as it was before this fill (`None` where there was none, and its
+        // fresh one is now set), every token now outliving this entry: read with the entry's
+        // write when the tokens are known (one round trip), else on their own.
+        let previous = match self
+            .store_if_known(
+                &obj_key,
+                &mut entry,
+                &fresh,
+                (life, token_life),
+                &obj_gate,
+                &mut conn,
+            )
+            .await?
+        {
+            Known::Stored => return Ok(StoreOutcome::Stored),
+            Known::Changed(previous) => previous,
+            Known::Unknown => {
+                let tags: Vec<TagId> = entry.tags.iter().map(|(tag, _)| *tag).collect();
+                self.take_tokens(&tags, &fresh, token_life, &obj_gate, &mut conn)
+                    .await?
+            }
+        };
         let mut unreadable = Vec::new();
-        for ((prev, fresh), tag) in previous.iter().zip(fresh).zip(&new.tags) {
-            match prev {
-                None => tokens.push(fresh),
-                Some(bytes) => match Token::decode(bytes) {
-                    Some(t) => tokens.push(t),
-                    None => unreadable.push(*tag),
-                },
+        for ((tag, token), (prev, fresh)) in entry.tags.iter_mut().zip(previous.iter().zip(&fresh))
+        {
+            let current = match prev {
+                None => Some(*fresh),
+                Some(bytes) => Token::decode(bytes),
+            };
+            self.shared.known.saw(*tag, current);
+            match current {
+                Some(t) => *token = t,
+                None => unreadable.push(*tag),
             }
         }
         if !unreadable.is_empty() {
@@ -308,17 +344,10 @@ impl Storage for RedisStore {
             self.replace_unreadable_tokens(&unreadable).await;
             return Ok(StoreOutcome::PurgedDuringFill);
         }
-        if tags::may_store(&tokens, new.meta.fill_started_us).is_err() {
+        let tokens: Vec<Token> = entry.tags.iter().map(|(_, t)| *t).collect();
+        if tags::may_store(&tokens, fill_started_us).is_err() {
             return Ok(StoreOutcome::PurgedDuringFill);
         }
-
-        let entry = Entry {
-            status: new.status,
-            headers: new.headers,
-            body: new.body,
-            meta: new.meta,
-            tags: new.tags.into_iter().zip(tokens).collect(),
-        };
         let value = entry.encode();
         let _: () = self
             .guarded(

@@ -47,6 +47,7 @@ impl RedisStore {
                 .await?;
             affected += n.max(0) as u64;
         }
+        self.shared.known.forget(tags);
         // Tell every instance, for its in-process state. The purge above is what makes the
         // entries invalid in Redis; an announcement that Redis did not take keeps the purge
         // pending, so it is made and announced again.

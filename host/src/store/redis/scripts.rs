@@ -28,6 +28,18 @@ pub(super) const PURGE_SCRIPT: &str = include_str!("purge.lua");
 /// answer.
 pub(super) const LOOKUP_SCRIPT: &str = include_str!("lookup.lua");
 
+/// A store in one round trip, when the host knows (or guesses) its tags' current tokens
+/// ([`super::known_tokens`]): reads and creates each tag's token and counts the entry as the
+/// store pipeline does, then writes the entry only if every token is the one the entry records,
+/// all in one atomic step. So a store it writes is exactly one the two-step path would have
+/// written (the host checked the recorded tokens against the fill's start before it asked); when
+/// a token differs it writes nothing and answers the tokens it found, and the host goes on as
+/// the two-step path does after its first round trip. Single Redis only: a tag's token lives in
+/// its own slot in a cluster. KEYS: the entry, then each tag's token and counter. ARGV: the
+/// value, its life, the tokens' life, then per tag the recorded token and a fresh one.
+/// Answer: `{written ('1'/'0'), previous token...}`.
+pub(super) const STORE_SCRIPT: &str = include_str!("store.lua");
+
 /// A fill lease's three steps (`lease.rs`), each one atomic read and write of the lease key, so
 /// that two instances never both take a lease, and a holder whose lease expired and was taken
 /// over neither renews nor ends the new holder's. ARGV: the step, the holder's id, then the

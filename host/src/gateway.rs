@@ -84,29 +84,28 @@ impl Snapshot {
         })
     }
 
-    /// Every route's plugin is loaded.
+    /// Every plugin a route names is loaded (its own, and those of `also_invalidate`).
     pub fn check(&self) -> Result<(), MissingPlugin> {
         for route in self.routes.routes() {
             let c = &route.config;
-            if self.plugins.get(&c.plugin).is_none() {
+            for (plugin, line) in c.plugin_refs() {
+                if self.plugins.get(plugin).is_some() {
+                    continue;
+                }
                 let reason = self
                     .plugins
                     .errors()
-                    .get(&c.plugin)
+                    .get(plugin)
                     .or_else(|| self.plugins.errors().get("*"))
                     .cloned()
                     .unwrap_or_else(|| {
-                        format!(
-                            "no {}.wasm in {}",
-                            c.plugin,
-                            self.config.plugins.dir.display()
-                        )
+                        format!("no {plugin}.wasm in {}", self.config.plugins.dir.display())
                     });
                 return Err(MissingPlugin {
                     file: self.config.path.display().to_string(),
-                    line: c.plugin_line,
+                    line,
                     route: c.name.clone(),
-                    plugin: c.plugin.clone(),
+                    plugin: plugin.to_owned(),
                     reason,
                 });
             }

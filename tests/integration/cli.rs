@@ -68,6 +68,25 @@ fn a_route_whose_plugin_is_missing_is_refused_before_listening() {
             "{command}: {err}"
         );
     }
+
+    // A plugin that `also_invalidate` names is checked the same way, at its own line.
+    plugins::install("standard", &dir.path().join("plugins"), "standard");
+    let config = std::fs::read_to_string(&path).unwrap().replace(
+        "plugin = \"nope\"\n",
+        "methods = [\"POST\"]\nplugin = \"standard\"\nalso_invalidate = [\"gone\"]\n",
+    );
+    std::fs::write(&path, config).unwrap();
+    for command in ["serve", "check-config"] {
+        let out = larder(&[command, "--config", path.to_str().unwrap()]);
+        assert!(!out.status.success(), "{command} accepted it");
+        let err = stderr(&out);
+        assert!(
+            err.contains(
+                "larder.toml:10: route \"r\" uses plugin \"gone\", which is not loaded: no gone.wasm in"
+            ),
+            "{command}: {err}"
+        );
+    }
 }
 
 #[test]

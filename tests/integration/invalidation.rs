@@ -220,6 +220,81 @@ async fn a_redis_hit_is_one_round_trip_with_or_without_explicit_tags() {
     assert!(store.lookup(&tagged).await.unwrap().is_none());
 }
 
+/// A team's own policy for the tech-stack view adds its purge to the shipped policy's analyze
+/// route (`also_invalidate`): an analyze purges what both policies name, the tech-stack view only
+/// when the analyze asks for `feature_type=tech_stack`, and lookups keep one policy per route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_route_purges_what_each_of_its_policies_names() {
+    let analyze = "path = \"/api/v1/repositories/{id}/actions/analyze\"\nmethods = [\"POST\"]\nplugin = \"analysis-policy\"\n";
+    let tech_stack =
+        "path = \"/api/v1/repositories/{id}/tech-stack\"\nplugin = \"analysis-policy\"";
+    let demo = larder_tests::gateway::demo_config();
+    assert!(demo.contains(analyze) && demo.contains(tech_stack));
+    let config = demo
+        .replace(
+            analyze,
+            &format!("{analyze}also_invalidate = [\"tech-stack-purge\"]\n"),
+        )
+        .replace(
+            tech_stack,
+            &tech_stack.replace("analysis-policy", "tech-stack-purge"),
+        );
+    let h = Harness::with_routes(
+        &config,
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        |dir| {
+            larder_tests::gateway::install_example_plugins(dir);
+            larder_tests::plugins::install("tech-stack-purge", dir, "tech-stack-purge");
+        },
+    )
+    .await;
+    let paths = [
+        "/api/v1/repositories/1",
+        "/api/v1/repositories/1/tech-stack",
+        "/api/v1/repositories/2/tech-stack",
+    ];
+    for path in paths {
+        h.get(path).await;
+        assert!(h.get(path).await.is_hit(), "{path}");
+    }
+
+    // An analyze that is not about the tech stack: the shipped policy's purges only.
+    let r = http::post(&h.url("/api/v1/repositories/1/actions/analyze")).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.cache_status().contains("purged repo:1, all-repos\""),
+        "{}",
+        r.cache_status()
+    );
+    let hits: Vec<bool> = hits_now(&h, &paths).await;
+    assert_eq!(hits, [false, true, true]);
+
+    // One about the tech stack: the union, the team's tag included.
+    let r =
+        http::post(&h.url("/api/v1/repositories/1/actions/analyze?feature_type=tech_stack")).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.cache_status()
+            .contains("purged repo:1, all-repos, tech-stack:1\""),
+        "{}",
+        r.cache_status()
+    );
+    let hits: Vec<bool> = hits_now(&h, &paths).await;
+    assert_eq!(hits, [false, false, true]);
+    assert_eq!(h.upstream_gets("/api/v1/repositories/1/tech-stack"), 2);
+    h.stop().await;
+}
+
+/// Whether each of `paths` is a hit now (each read once, in order).
+async fn hits_now(h: &Harness, paths: &[&str]) -> Vec<bool> {
+    let mut hits = Vec::with_capacity(paths.len());
+    for path in paths {
+        hits.push(h.get(path).await.is_hit());
+    }
+    hits
+}
+
 /// A store is one round trip when the instance knows its tags' tokens, and a wrong guess (another
 /// instance purged the tag, or the token was evicted) never writes an entry that a purge should
 /// have kept out, or brings back one it invalidated.

@@ -103,19 +103,22 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve { config } => serve(config).await,
         Command::CheckConfig { config } => {
             let loaded = Config::load(&config, &EnvOverrides::from_env())?;
-            // What `serve` refuses before loading anything: a route whose plugin file is not
-            // there. (Whether a file loads and decides is `larder plugin check`'s question.)
+            // What `serve` refuses before loading anything: a route naming a plugin whose file
+            // is not there. (Whether a file loads and decides is `larder plugin check`'s
+            // question.)
             for route in &loaded.routes {
                 let dir = &loaded.plugins.dir;
-                if !dir.join(format!("{}.wasm", route.plugin)).is_file() {
-                    return Err(crate::gateway::MissingPlugin {
-                        file: config.display().to_string(),
-                        line: route.plugin_line,
-                        route: route.name.clone(),
-                        plugin: route.plugin.clone(),
-                        reason: format!("no {}.wasm in {}", route.plugin, dir.display()),
+                for (plugin, line) in route.plugin_refs() {
+                    if !dir.join(format!("{plugin}.wasm")).is_file() {
+                        return Err(crate::gateway::MissingPlugin {
+                            file: config.display().to_string(),
+                            line,
+                            route: route.name.clone(),
+                            plugin: plugin.to_owned(),
+                            reason: format!("no {plugin}.wasm in {}", dir.display()),
+                        }
+                        .into());
                     }
-                    .into());
                 }
             }
             for note in loaded.notes() {

@@ -268,6 +268,22 @@ pub struct RouteConfig {
     pub fleet_coalescing: bool,
     /// Line of the route's `plugin` key, for messages about a missing plugin.
     pub plugin_line: usize,
+    /// Other plugins whose `on-invalidate` also runs for this route's writes, each with the
+    /// line that names it (`also_invalidate`): the union of what they and `plugin` name is
+    /// purged. Lookups stay with `plugin` alone.
+    pub also_invalidate: Vec<(String, usize)>,
+}
+
+impl RouteConfig {
+    /// Every plugin the route calls, with the line that names it: its own, then those of
+    /// `also_invalidate`.
+    pub fn plugin_refs(&self) -> impl Iterator<Item = (&str, usize)> {
+        std::iter::once((self.plugin.as_str(), self.plugin_line)).chain(
+            self.also_invalidate
+                .iter()
+                .map(|(plugin, line)| (plugin.as_str(), *line)),
+        )
+    }
 }
 
 impl Config {

@@ -94,6 +94,8 @@ pub(super) struct RawRoute {
     pub(super) cache_post: bool,
     pub(super) invalidate_writes: Option<bool>,
     pub(super) fleet_coalescing: Option<bool>,
+    #[serde(default)]
+    pub(super) also_invalidate: Vec<Spanned<String>>,
 }
 
 /// Defaults, in one place so the README's key table can be checked against them.

@@ -7,7 +7,7 @@
 //! so it invalidates as if it had succeeded.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use http::header::HeaderMap;
@@ -168,7 +168,9 @@ impl Exchange {
         }
     }
 
-    /// Calls `on-invalidate` and purges what it names; answers `status` with what happened.
+    /// Calls `on-invalidate` of the route's policy and of those its `also_invalidate` names,
+    /// and purges the union of what they name; answers `status` with what happened. A policy
+    /// that fails purges nothing, the others still do.
     async fn invalidate(
         &self,
         policy: &PolicyCall<'_>,
@@ -176,23 +178,53 @@ impl Exchange {
         status: CacheStatus,
     ) -> CacheStatus {
         let route = &policy.route.config;
-        let decision = self
-            .ask(policy.plugin.on_invalidate(
-                self.request_id,
-                policy.limits,
-                policy.req.get(),
-                resp,
-            ))
-            .await;
-        let list = match decision {
+        let req = policy.req.get();
+        let mut failed = None;
+        let mut list = match self
+            .ask(
+                policy
+                    .plugin
+                    .on_invalidate(self.request_id, policy.limits, req, resp),
+            )
+            .await
+        {
+            Ok(list) => list,
             Err(e) => {
                 // The write is done: a policy configured to fail closed has nothing to refuse.
                 self.plugin_error(&e, Some(policy.plugin), route);
-                return status.detail(e.as_str());
+                failed = Some(e.as_str());
+                Vec::new()
             }
-            Ok(list) if list.is_empty() => return status,
-            Ok(list) => list,
         };
+        for (name, _) in &route.also_invalidate {
+            // Loaded: a snapshot missing one is refused (`Snapshot::check`).
+            let Some(plugin) = self.snapshot.plugins.get(name) else {
+                continue;
+            };
+            let called = Instant::now();
+            let more = plugin
+                .on_invalidate(self.request_id, policy.limits, req, resp)
+                .await;
+            self.telemetry().plugin_call(called.elapsed());
+            match more {
+                Ok(more) => list.extend(more),
+                Err(e) => {
+                    plugin.count_error();
+                    self.gw
+                        .telemetry
+                        .plugin_error(name, &plugin.version, e.as_str());
+                    tracing::warn!(request_id = self.request_id, plugin = %name, kind = e.as_str(), "also_invalidate: {e}");
+                    failed = failed.or(Some(e.as_str()));
+                }
+            }
+        }
+        let status = match failed {
+            Some(kind) => status.detail(kind),
+            None => status,
+        };
+        if list.is_empty() {
+            return status;
+        }
         match invalidate::apply(&self.gw, &self.snapshot, &route.name, &list).await {
             Ok(purged) => {
                 tracing::debug!(

@@ -40,6 +40,7 @@ impl Locator<'_> {
         let methods = self.methods(r.methods.as_ref())?;
         let plugin = self.plugin_name(&r.plugin)?;
         let settings = self.settings(&r.settings)?;
+        let also_invalidate = self.also_invalidate(plugin, &r.also_invalidate)?;
         Ok(RouteConfig {
             name: name.clone(),
             path: r.path.get_ref().clone(),
@@ -59,7 +60,32 @@ impl Locator<'_> {
             invalidate_writes: r.invalidate_writes.unwrap_or(true),
             fleet_coalescing: r.fleet_coalescing.unwrap_or(true),
             plugin_line: self.line_of(r.plugin.span().start),
+            also_invalidate,
         })
+    }
+
+    /// `also_invalidate`: plugin names, none twice, not the route's own `plugin`.
+    fn also_invalidate(
+        &self,
+        own: &str,
+        raw: &[Spanned<String>],
+    ) -> Result<Vec<(String, usize)>, ConfigError> {
+        let mut out: Vec<(String, usize)> = Vec::with_capacity(raw.len());
+        for entry in raw {
+            let plugin = self.plugin_name(entry)?;
+            let at = entry.span().start;
+            if plugin == own {
+                return Err(self.error(
+                    at,
+                    format!("also_invalidate names {plugin:?}, the route's own plugin: its on-invalidate runs already"),
+                ));
+            }
+            if out.iter().any(|(p, _)| p == plugin) {
+                return Err(self.error(at, format!("also_invalidate names {plugin:?} twice")));
+            }
+            out.push((plugin.clone(), self.line_of(at)));
+        }
+        Ok(out)
     }
 
     /// A route's name appears in Redis keys: a-z, 0-9, `-` and `_` only.
@@ -200,6 +226,32 @@ mod tests {
         assert!(err.contains(":7:7:") && err.contains("array"), "{err}");
         let ok = parse(&text.replace("bad = [1]\n", "")).unwrap();
         assert_eq!(ok.routes[0].settings, vec![("ttl".into(), "5".into())]);
+    }
+
+    #[test]
+    fn also_invalidate_names_other_plugins_once_each_with_their_lines() {
+        let route =
+            "[[route]]\nname = \"a\"\npath = \"/x\"\nmethods = [\"POST\"]\nplugin = \"p\"\n";
+        let ok = parse(&format!(
+            "{route}also_invalidate = [\n  \"q\",\n  \"r\",\n]\n"
+        ))
+        .unwrap();
+        let refs: Vec<_> = ok.routes[0].plugin_refs().collect();
+        assert_eq!(refs, [("p", 5), ("q", 7), ("r", 8)]);
+
+        for (list, problem) in [
+            ("[\"q\", \"q\"]", "\"q\" twice"),
+            ("[\"p\"]", "the route's own plugin"),
+            ("[\"../q\"]", "not a path"),
+        ] {
+            let err = parse(&format!("{route}also_invalidate = {list}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("dir/larder.toml:6:") && err.contains(problem),
+                "{err}"
+            );
+        }
     }
 
     #[test]

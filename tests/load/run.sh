@@ -18,8 +18,8 @@
 #
 # Column "redis µs/req": the CPU time (user + system) of the redis-server (or the cluster's
 # nodes) over the run, divided by the requests answered; a hit that Redis answers costs it this
-# much. Column "plugin µs": the gateway's mean policy call over the run (from `/stats`; "-" when
-# every decision was reused).
+# much. Column "plugin µs": the gateway's mean policy call over the run (from `/stats`; "-" below
+# 1,000 calls, when decisions were reused: a mean of a few warm-up calls says nothing).
 set -euo pipefail
 
 source "$(dirname "$0")/common.sh"
@@ -231,7 +231,7 @@ for size in $SIZES; do
       plugin_us="-"
       if [ -n "$admin" ]; then
         read -r calls1 us1 < <(plugin_calls "$admin")
-        plugin_us=$(awk -v c="$((calls1 - calls0))" -v u="$us1" -v v="$us0" 'BEGIN { if (c > 0) printf "%.1f", (u - v) / c; else print "-" }')
+        plugin_us=$(awk -v c="$((calls1 - calls0))" -v u="$us1" -v v="$us0" 'BEGIN { if (c >= 1000) printf "%.1f", (u - v) / c; else print "-" }')
       fi
       key="$conns"
       [ "$name" = nginx ] && base[$key]=$rps

@@ -6,11 +6,13 @@
 //! compatibility hash (wasmtime version and every setting that changes generated code), so a
 //! changed plugin or a new gateway build never loads stale code.
 //!
-//! Files are written to a temporary name and renamed into place, never overwritten, and they
-//! are read into memory rather than memory-mapped (`deserialize`, not `deserialize_file`): a
-//! mapped file that someone truncates kills the process with SIGBUS, a copy costs a few hundred
-//! microseconds once per load. A cache file that fails to load (truncated, from an incompatible
-//! build) is deleted and the plugin compiled afresh.
+//! Files are written to a temporary name and renamed into place, never overwritten or truncated
+//! (deleting one is safe: a mapping keeps the deleted file's pages), and they are memory-mapped
+//! (`deserialize_file`) rather than copied: only the pages a plugin runs or reads become
+//! resident, as clean file pages the kernel can reclaim and shares between the gateways of one
+//! host. That matters for a Python policy, whose compiled code (the whole CPython interpreter)
+//! is about 39 MB, most of which a policy never runs. A cache file that fails to load (truncated,
+//! from an incompatible build) is deleted and the plugin compiled afresh.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -53,14 +55,17 @@ impl CodeCache {
     /// The cached compilation of `bytes`, if there is a usable one.
     pub fn load(&self, engine: &Engine, bytes: &[u8]) -> Option<Component> {
         let path = self.path(bytes);
-        let code = std::fs::read(&path).ok()?;
-        // SAFETY: `deserialize` trusts the file to be wasmtime's own output for a
-        // compatible engine; it checks the compatibility header itself. The file was written by
-        // `store` below, from a compilation made in this process kind, into a directory created
-        // private to this user, under a name bound to the source's hash. Whoever can write that
-        // directory can already replace the plugins themselves.
+        if !path.is_file() {
+            return None;
+        }
+        // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output for a
+        // compatible engine (it checks the compatibility header itself) and to stay unchanged
+        // while mapped. The file was written by `store` below, from a compilation made in this
+        // process kind, into a directory created private to this user, under a name bound to the
+        // source's hash, and renamed into place whole; nothing here writes it again. Whoever can
+        // write that directory can already replace the plugins themselves.
         #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize(engine, &code) };
+        let loaded = unsafe { Component::deserialize_file(engine, &path) };
         match loaded {
             Ok(component) => Some(component),
             Err(e) => {

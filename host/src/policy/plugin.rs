@@ -56,8 +56,13 @@ pub struct CallFacts {
 /// first call; at 1,000 calls per instance that was several microseconds of every call under
 /// load, and a first call over the deadline made the next fresh one.
 pub const REUSE_CALLS: u32 = 10_000;
-/// Idle instances kept per plugin version.
+/// Idle instances kept per plugin version: at most this many, and only as many as fit in
+/// [`IDLE_MEMORY`] of linear memory, but always [`MIN_IDLE`]. A Rust guest's instance holds
+/// about a megabyte; a Python one's about 12 MiB, most of it written by the interpreter, so
+/// sixteen of them would hold some 150 MB for a burst that has passed.
 const MAX_IDLE: usize = 16;
+const MIN_IDLE: usize = 2;
+const IDLE_MEMORY: usize = 32 * 1024 * 1024;
 
 impl Plugin {
     pub(super) fn new(
@@ -252,8 +257,9 @@ impl Plugin {
                     repeatable: store.data().repeatable(),
                 };
                 if calls < REUSE_CALLS {
+                    let fit = IDLE_MEMORY / store.data().memory.size.max(1);
                     let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                    if idle.len() < MAX_IDLE {
+                    if idle.len() < fit.clamp(MIN_IDLE, MAX_IDLE) {
                         idle.push(Idle {
                             store,
                             instance,

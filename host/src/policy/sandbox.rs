@@ -182,6 +182,7 @@ impl CallState {
                 max: limits.memory,
                 hit: false,
                 wanted: 0,
+                size: 0,
             },
             ticks_left: (limits.deadline.as_micros() / TICK.as_micros()).max(1) as u64,
             ticks_seen: 0,
@@ -293,12 +294,14 @@ pub struct MemoryLimiter {
     pub(super) hit: bool,
     /// The size the guest asked for when it was refused, for the error.
     pub(super) wanted: usize,
+    /// Bytes of linear memory the instance holds (all its memories), for the idle pool.
+    pub(super) size: usize,
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -309,6 +312,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             // otherwise turn the failed growth into an abort with a less useful message.
             return Err(wasmtime::Error::msg("memory limit exceeded"));
         }
+        self.size += desired.saturating_sub(current);
         Ok(true)
     }
 

@@ -57,17 +57,18 @@ fn a_route_whose_plugin_is_missing_is_refused_before_listening() {
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[[route]]\nname = \"r\"\npath = \"/x\"\nplugin = \"nope\"\n",
     )
     .unwrap();
-    for command in ["serve", "check-config"] {
-        let out = larder(&[command, "--config", path.to_str().unwrap()]);
-        assert!(!out.status.success(), "{command} accepted it");
-        let err = stderr(&out);
-        assert!(
-            err.contains(
-                "larder.toml:8: route \"r\" uses plugin \"nope\", which is not loaded: no nope.wasm in"
-            ),
-            "{command}: {err}"
-        );
-    }
+    // Both commands refuse it, naming the line and the plugin.
+    let refused = |expected: &str| {
+        for command in ["serve", "check-config"] {
+            let out = larder(&[command, "--config", path.to_str().unwrap()]);
+            assert!(!out.status.success(), "{command} accepted it");
+            let err = stderr(&out);
+            assert!(err.contains(expected), "{command}: {err}");
+        }
+    };
+    refused(
+        "larder.toml:8: route \"r\" uses plugin \"nope\", which is not loaded: no nope.wasm in",
+    );
 
     // A plugin that `also_invalidate` names is checked the same way, at its own line.
     plugins::install("standard", &dir.path().join("plugins"), "standard");
@@ -76,17 +77,9 @@ fn a_route_whose_plugin_is_missing_is_refused_before_listening() {
         "methods = [\"POST\"]\nplugin = \"standard\"\nalso_invalidate = [\"gone\"]\n",
     );
     std::fs::write(&path, config).unwrap();
-    for command in ["serve", "check-config"] {
-        let out = larder(&[command, "--config", path.to_str().unwrap()]);
-        assert!(!out.status.success(), "{command} accepted it");
-        let err = stderr(&out);
-        assert!(
-            err.contains(
-                "larder.toml:10: route \"r\" uses plugin \"gone\", which is not loaded: no gone.wasm in"
-            ),
-            "{command}: {err}"
-        );
-    }
+    refused(
+        "larder.toml:10: route \"r\" uses plugin \"gone\", which is not loaded: no gone.wasm in",
+    );
 }
 
 #[test]

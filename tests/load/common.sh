@@ -29,6 +29,12 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { # admin port: until the gateway's /health says its store is up (at most 10 s)
+  for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$1/health" | grep -q '"up":true' && return 0
+    sleep 0.1
+  done
+}
 wait_http() {
   for _ in $(seq 1 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
   echo "nothing answers at $1" >&2; exit 1

@@ -30,10 +30,7 @@ start_larder() { # name tier_bytes; sets STARTED_PORT, STARTED_ADMIN, STARTED_PI
     "$BIN" serve --config "$WORK/$1.toml" >"$WORK/$1.log" 2>&1 &
   STARTED_PID=$!
   PIDS+=($STARTED_PID)
-  for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$admin/health" | grep -q '"up":true' && break
-    sleep 0.1
-  done
+  wait_up "$admin"
   STARTED_PORT=$port
   STARTED_ADMIN=$admin
 }

@@ -34,10 +34,7 @@ EOF
     LARDER_PLUGIN_DIR="$PLUGINS" LARDER_LOG=warn \
     "$BIN" serve --config "$WORK/$1.toml" >"$WORK/$1.log" 2>&1 &
   PIDS+=($!)
-  for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$admin/health" | grep -q '"up":true' && break
-    sleep 0.1
-  done
+  wait_up "$admin"
   STARTED_PORT=$port
   STARTED_ADMIN=$admin
 }

@@ -51,10 +51,7 @@ EOF
     LARDER_PLUGIN_DIR="$PLUGINS" LARDER_LOG=warn \
     "$BIN" serve --config "$WORK/$1.toml" >"$WORK/$1.log" 2>&1 &
   PIDS+=($!)
-  for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$admin/health" | grep -q '"up":true' && break
-    sleep 0.1
-  done
+  wait_up "$admin"
   STARTED_PORT=$port
   ADMIN[$1]=$admin
 }
@@ -136,12 +133,14 @@ EOF
   PIDS+=($!)
 fi
 
-# Each wrk thread has its own Lua state: the id carries the thread's number and a per-run
-# random prefix, or every id would be sent once per thread (and again in the next run, which a
+# A wrk script whose every request carries a new id (`$2`, a Lua expression of `id`): each wrk
+# thread has its own Lua state, so the id carries the thread's number and a per-run random
+# prefix, or every id would be sent once per thread (and again in the next run, which a
 # gateway's table of decisions remembers).
-cat >"$WORK/unique.lua" <<'EOF'
+unique_script() { # file request-expression
+  cat >"$1" <<EOF
 local threads = 0
-math.randomseed(os.time())
+math.randomseed(os.time() + #"$1")
 local run = tostring(math.random(1, 1e9))
 function setup(thread)
   threads = threads + 1
@@ -150,25 +149,15 @@ end
 local n = 0
 request = function()
   n = n + 1
-  return wrk.format(nil, nil, { ["x-request-id"] = tid .. "-" .. n })
+  local id = tid .. "-" .. n
+  return $2
 end
 EOF
+}
+unique_script "$WORK/unique.lua" 'wrk.format(nil, nil, { ["x-request-id"] = id })'
 # Misses: a new URL with every request (`k=` is ignored by the origin, part of every target's
-# key), unique across threads and runs as above.
-cat >"$WORK/miss.lua" <<'EOF'
-local threads = 0
-math.randomseed(os.time() + 7)
-local run = tostring(math.random(1, 1e9))
-function setup(thread)
-  threads = threads + 1
-  thread:set("tid", run .. "-" .. threads)
-end
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format(nil, wrk.path .. "&k=" .. tid .. "-" .. n)
-end
-EOF
+# key).
+unique_script "$WORK/miss.lua" 'wrk.format(nil, wrk.path .. "&k=" .. id)'
 
 plugin_calls() { # admin port: "calls total_µs" of the policy calls so far (/stats)
   curl -fs "http://127.0.0.1:$1/stats" | python3 -c '

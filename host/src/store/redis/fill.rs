@@ -32,8 +32,8 @@ pub(super) enum Known {
 impl RedisStore {
     /// Writes `entry` in one round trip if its tags' tokens are the ones last seen (or none
     /// where none was seen: this fill creates them, with `fresh`), which it then records. On a
-    /// single Redis only, on `conn` through `obj_gate`; `lives` is the entry's life and its
-    /// tokens' (s).
+    /// single Redis only, on `conn` through `obj_gate`; the entry lives `life` seconds, its
+    /// tokens at least `token_life`.
     pub(super) async fn store_if_known(
         &self,
         obj_key: &str,

@@ -12,8 +12,9 @@
 //!
 //! A hit costs two round trips: the entry, then the tokens of its tags (whose names the entry
 //! holds); on a single Redis usually one. A store costs two: the tags' tokens (creating missing
-//! ones), then the entry; on a single Redis usually one, when the tokens are known. A purge replaces its tags' tokens, then announces itself on
-//! `<prefix>invalidations` (pub/sub) for the instances' memory tiers ([`super::tiered`]).
+//! ones), then the entry; on a single Redis usually one, when the tokens are known. A purge
+//! replaces its tags' tokens, then announces itself on `<prefix>invalidations` (pub/sub) for the
+//! instances' memory tiers ([`super::tiered`]).
 //!
 //! Purges are the exception to "an accelerator, never a dependency": the breaker never refuses
 //! one, and one that Redis does not acknowledge is kept pending ([`super::pending`]), retried

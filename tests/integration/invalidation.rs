@@ -373,6 +373,48 @@ async fn a_store_that_guesses_its_tokens_wrong_writes_nothing_wrong() {
         "brought back by a remembered token"
     );
     assert!(found(&b, &known).await.is_none());
+
+    // A token A learns from its miss's lookup (on a route whose entries carry only their
+    // implicit tags, looked up with one MGET) may itself be newer than the fill: A does not
+    // write its guess, the two steps refuse the fill, and no script runs.
+    let raced = ObjectKey::derive("plain", &["repo", "8"], &[]);
+    let started = now_us();
+    b.purge(&[raced.implicit_tags[0]], false).await.unwrap();
+    assert!(a.lookup(&raced).await.unwrap().is_none());
+    let evalsha = calls(&redis, "evalsha");
+    let mut old = contract::entry(
+        bytes::Bytes::from_static(b"old"),
+        raced.implicit_tags.clone(),
+    );
+    old.meta.fill_started_us = started;
+    let stored = a.store(&raced, old).await;
+    assert_eq!(stored.unwrap(), StoreOutcome::PurgedDuringFill);
+    assert_eq!(calls(&redis, "evalsha"), evalsha);
+
+    // A token this version cannot read (an older version's): the fill is refused, the token is
+    // replaced as by a hard purge now, and a later fill is stored.
+    let tag_key = format!("guess:tag:{}", tag_id("repo:7"));
+    let _: () = ::redis::cmd("SET")
+        .arg(&tag_key)
+        .arg("v0-token")
+        .query(&mut redis.conn())
+        .unwrap();
+    let older = key("older");
+    let started = now_us();
+    let stored = a.store(&older, entry(&older, "1", started)).await;
+    assert_eq!(stored.unwrap(), StoreOutcome::PurgedDuringFill);
+    let replaced: String = ::redis::cmd("GET")
+        .arg(&tag_key)
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(
+        larder::store::tags::Token::decode(replaced.as_bytes())
+            .is_some_and(|t| t.hard_us >= started),
+        "{replaced}"
+    );
+    let stored = a.store(&older, entry(&older, "2", now_us())).await;
+    assert_eq!(stored.unwrap(), StoreOutcome::Stored);
+    assert_eq!(found(&b, &older).await.unwrap().1, Standing::Current);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -283,6 +283,23 @@ async fn a_write_route_purges_what_each_of_its_policies_names() {
     let hits: Vec<bool> = hits_now(&h, &paths).await;
     assert_eq!(hits, [false, false, true]);
     assert_eq!(h.upstream_gets("/api/v1/repositories/1/tech-stack"), 2);
+
+    // One of the policies fails (traps): what it would purge stays, the other's purges happen,
+    // and the write's status says what failed.
+    for path in paths {
+        h.get(path).await;
+    }
+    let r =
+        http::post(&h.url("/api/v1/repositories/1/actions/analyze?feature_type=tech_stack&fail=1"))
+            .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.cache_status().contains("detail=\"plugin-trap\""),
+        "{}",
+        r.cache_status()
+    );
+    let hits: Vec<bool> = hits_now(&h, &paths).await;
+    assert_eq!(hits, [false, true, true]);
     h.stop().await;
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Hit and miss throughput and latency, side by side: Larder (Redis only, and with its memory
 # tier) and, when installed, NGINX with an equivalent proxy_cache and Varnish with an equivalent
-# VCL, in front of the same local origin, under the same wrk settings. Bounded: about 5 minutes.
+# VCL, in front of the same local origin, under the same wrk settings. Bounded: about 7 minutes
+# (9 with CLUSTER=1).
 #
 #   cargo xtask build                     # target/release/{larder,scat-origin}, target/plugins
 #   tests/load/run.sh                     # wrk, redis-server, nginx, varnish from Debian's packages

@@ -123,6 +123,66 @@ async fn a_broken_plugin_file_is_refused_and_the_previous_version_keeps_serving(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_directory_that_cannot_be_read_keeps_every_plugin_serving() {
+    let h = Harness::with_routes(
+        CONFIG,
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        with_policy("analysis-policy"),
+    )
+    .await;
+    h.get(PATH).await;
+    let good = policy_version(&h).await;
+
+    // An editor's hidden copy beside the plugin is not a plugin: nothing loads or refuses it.
+    std::fs::write(h.plugin_dir().join(".policy.wasm"), b"half-written").unwrap();
+    let reload = h.reload().await;
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    assert_eq!(reload.json()["refused"], serde_json::json!([]));
+    assert!(policy_version(&h).await["last_error"].is_null());
+
+    // The directory goes away (a volume unmounted, a deploy swapping it): the reload keeps
+    // every plugin, and says why.
+    let aside = h.plugin_dir().with_extension("aside");
+    std::fs::rename(h.plugin_dir(), &aside).unwrap();
+    let reload = h.reload().await;
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    let refused = reload.json()["refused"].to_string();
+    assert!(
+        refused.contains("cannot read plugin directory"),
+        "{refused}"
+    );
+    assert_eq!(policy_version(&h).await["version"], good["version"]);
+    let plugins = http::get(&h.admin("/plugins")).await.json();
+    let whole_dir = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "*")
+        .expect("the directory's error is listed");
+    assert!(
+        whole_dir["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("plugins"),
+        "{whole_dir}"
+    );
+    let health = http::get(&h.admin("/health")).await.json();
+    assert_eq!(health["status"], "degraded");
+    assert!(h.get(PATH).await.is_hit(), "the policy keeps serving");
+
+    // Back in place, the next reload is clean.
+    std::fs::rename(&aside, h.plugin_dir()).unwrap();
+    let reload = h.reload().await;
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    assert_eq!(reload.json()["refused"], serde_json::json!([]));
+    let health = http::get(&h.admin("/health")).await.json();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert!(h.get(PATH).await.is_hit());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_added_to_the_config_file_takes_effect() {
     let h = Harness::with_routes(
         CONFIG,

@@ -346,6 +346,43 @@ async fn a_post_body_sent_too_slowly_is_answered_408() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_post_body_that_breaks_its_framing_is_answered_400_and_sent_nowhere() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::with_routes(
+        &demo_with_workers(2),
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        install_example_plugins,
+    )
+    .await;
+    // A chunked body whose second chunk size is not hexadecimal: the body cannot be read, so
+    // it can be neither digested nor forwarded.
+    let mut tcp = tokio::net::TcpStream::connect(h.gateway.addr)
+        .await
+        .unwrap();
+    tcp.write_all(
+        b"POST /api/v1/embeddings HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{\"tex\r\nzz\r\n",
+    )
+    .await
+    .unwrap();
+    let answer = read_until_closed(
+        &mut tcp,
+        tokio::time::Instant::now() + Duration::from_secs(5),
+    )
+    .await
+    .expect("the broken request is answered and closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("request-body"), "{answer}");
+    assert!(
+        answer.contains("reading the request body failed"),
+        "{answer}"
+    );
+    assert_eq!(h.origin_count("POST", "/api/v1/embeddings"), 0);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_admin_listener_has_the_same_timeouts_and_a_connection_limit_of_its_own() {
     use tokio::io::AsyncWriteExt;
     const ADMIN_CONNECTIONS: usize = 64;

@@ -97,3 +97,90 @@ impl PluginError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PluginError;
+
+    fn named(plugin: &str) -> (String, String) {
+        (plugin.to_owned(), "0123abcd".to_owned())
+    }
+
+    /// The failures a request can meet: they end up in its `Cache-Status` detail.
+    fn call_failures() -> Vec<PluginError> {
+        let (plugin, version) = named("policy");
+        let reason = String::from("why");
+        vec![
+            PluginError::Instantiate {
+                plugin: plugin.clone(),
+                version: version.clone(),
+                reason: reason.clone(),
+            },
+            PluginError::Trap {
+                plugin: plugin.clone(),
+                version: version.clone(),
+                reason: reason.clone(),
+            },
+            PluginError::DeadlineExceeded {
+                plugin: plugin.clone(),
+                version: version.clone(),
+                deadline: std::time::Duration::from_millis(5),
+            },
+            PluginError::MemoryExceeded {
+                plugin: plugin.clone(),
+                version: version.clone(),
+                limit: 1 << 24,
+                wanted: 1 << 25,
+            },
+            PluginError::Malformed {
+                plugin: plugin.clone(),
+                version,
+                reason,
+            },
+            PluginError::NotLoaded { plugin },
+        ]
+    }
+
+    /// The failures only a load meets: they are reported by `GET /plugins` and the reload.
+    fn load_failures() -> Vec<PluginError> {
+        let plugin = String::from("policy");
+        vec![
+            PluginError::Read {
+                plugin: plugin.clone(),
+                path: "plugins/policy.wasm".into(),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            },
+            PluginError::Compile {
+                plugin: plugin.clone(),
+                reason: "not a component".into(),
+            },
+            PluginError::World {
+                plugin,
+                reason: "exports nothing larder loads".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_failure_a_request_can_meet_is_named_in_the_http_semantics_doc() {
+        let doc = include_str!("../../../docs/http-semantics.md");
+        for e in call_failures() {
+            let name = format!("`{}`", e.as_str());
+            assert!(
+                doc.contains(&name),
+                "{name} is not in docs/http-semantics.md"
+            );
+        }
+    }
+
+    #[test]
+    fn every_failure_has_a_name_of_its_own_and_its_message_names_the_plugin() {
+        let all: Vec<PluginError> = call_failures().into_iter().chain(load_failures()).collect();
+        let names: std::collections::BTreeSet<&str> = all.iter().map(|e| e.as_str()).collect();
+        assert_eq!(names.len(), all.len(), "{names:?}");
+        for e in &all {
+            assert!(e.as_str().starts_with("plugin-"), "{}", e.as_str());
+            assert!(e.to_string().contains("plugin policy"), "{e}");
+        }
+    }
+}

@@ -347,3 +347,77 @@ async fn the_admin_api_answers_only_to_its_own_hosts_and_origins() {
     assert_eq!(r.status, 200, "{}", r.text());
     h.stop().await;
 }
+
+/// At `LARDER_LOG=debug` every request gets one log line with what an operator needs to follow
+/// it: route, plugin, key digest, status, cache outcome, `Cache-Status` and timings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_debug_every_request_is_logged_once_with_its_route_key_and_outcome() {
+    use larder_tests::origin::Origin;
+    use larder_tests::process::GatewayProcess;
+
+    let origin = Origin::start(OriginConfig::zero_delay())
+        .await
+        .expect("start origin");
+    let redis = RedisServer::start();
+    let demo = larder_tests::gateway::demo_config();
+    let gw = GatewayProcess::start_logging(
+        "gateway",
+        &demo,
+        &origin.url(),
+        &redis.url(),
+        "larder=debug",
+    )
+    .await;
+    for _ in 0..2 {
+        let r = http::get(&gw.url(REPO)).await;
+        assert_eq!(r.status, 200);
+    }
+    let lines: Vec<serde_json::Value> = gw
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|l: &serde_json::Value| {
+            l["fields"]["message"] == "request" && l["fields"]["path"] == REPO
+        })
+        .collect();
+    assert_eq!(lines.len(), 2, "one line per request:\n{}", gw.log());
+    for (line, cache) in lines.iter().zip(["miss", "hit"]) {
+        let f = &line["fields"];
+        assert_eq!(line["level"], "DEBUG", "{line}");
+        assert_eq!(f["method"], "GET", "{line}");
+        assert_eq!(f["route"], "repository", "{line}");
+        assert_eq!(f["plugin"], "analysis-policy", "{line}");
+        assert_eq!(f["status"], 200, "{line}");
+        assert_eq!(f["cache"], cache, "{line}");
+        assert!(
+            f["key"].as_str().is_some_and(|k| k.len() >= 16),
+            "a key digest: {line}"
+        );
+        assert!(
+            f["cache_status"].as_str().unwrap().starts_with("larder;"),
+            "{line}"
+        );
+        assert!(f["elapsed_us"].as_u64().is_some(), "{line}");
+    }
+    assert_eq!(
+        lines[0]["fields"]["key"], lines[1]["fields"]["key"],
+        "the hit found the miss's key"
+    );
+    // The upstream wait is the request's own, also when a fill or a write made its upstream
+    // request in a task of its own; a hit waited for nothing.
+    assert!(lines[0]["fields"]["upstream_us"].as_u64().unwrap() > 0);
+    assert_eq!(lines[1]["fields"]["upstream_us"], 0);
+    let analyze = "/api/v1/repositories/7/actions/analyze";
+    assert_eq!(http::post(&gw.url(analyze)).await.status, 200);
+    let log = gw.log();
+    let write = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "request" && l["fields"]["path"] == analyze)
+        .unwrap_or_else(|| panic!("the write's line:\n{log}"));
+    assert_eq!(write["fields"]["method"], "POST", "{write}");
+    assert!(
+        write["fields"]["upstream_us"].as_u64().unwrap() > 0,
+        "{write}"
+    );
+}

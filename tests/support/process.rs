@@ -121,6 +121,30 @@ impl GatewayProcess {
     ///
     /// Returns once `GET /health` on the admin port answers 200.
     pub async fn start(name: &str, config: &str, upstream: &str, redis_url: &str) -> Self {
+        let filter = std::env::var("LARDER_TEST_LOG").unwrap_or_else(|_| "info".into());
+        Self::launch(name, config, upstream, redis_url, &filter, false).await
+    }
+
+    /// [`GatewayProcess::start`], with `LARDER_LOG` set to `filter` and the log in JSON lines
+    /// (`LARDER_LOG_FORMAT=json`), for tests of what the log says.
+    pub async fn start_logging(
+        name: &str,
+        config: &str,
+        upstream: &str,
+        redis_url: &str,
+        filter: &str,
+    ) -> Self {
+        Self::launch(name, config, upstream, redis_url, filter, true).await
+    }
+
+    async fn launch(
+        name: &str,
+        config: &str,
+        upstream: &str,
+        redis_url: &str,
+        filter: &str,
+        json: bool,
+    ) -> Self {
         let mut dir = tempfile::tempdir().expect("temp dir");
         let plugin_dir = dir.path().join("plugins");
         std::fs::create_dir(&plugin_dir).expect("plugin dir");
@@ -139,6 +163,7 @@ impl GatewayProcess {
                 admin_port,
                 upstream,
                 redis_url,
+                (filter, json),
             );
             let mut process = GatewayProcess {
                 pid: child.id(),
@@ -268,6 +293,7 @@ fn spawn(
     admin_port: u16,
     upstream: &str,
     redis_url: &str,
+    (log_filter, json): (&str, bool),
 ) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -289,15 +315,15 @@ fn spawn(
         .env("REDIS_URL", redis_url)
         .env("LARDER_PLUGIN_DIR", plugin_dir)
         .env("LARDER_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env(
-            "LARDER_LOG",
-            std::env::var("LARDER_TEST_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .env("LARDER_LOG", log_filter)
         // Plain text in the log file.
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
+    if json {
+        cmd.env("LARDER_LOG_FORMAT", "json");
+    }
     cmd.spawn().expect("spawn larder")
 }
 

@@ -151,8 +151,9 @@ struct Exchange {
     key: OnceLock<Digest>,
     /// For an answer from the cache: how long its entry's fill took (the waiting it saved).
     saved_us: AtomicU64,
-    /// Time spent waiting for upstream response headers.
-    upstream_us: AtomicU64,
+    /// Time spent waiting for upstream response headers; shared with the exchanges detached
+    /// from this one (a fill, a write), whose upstream requests are this request's.
+    upstream_us: Arc<AtomicU64>,
 }
 
 impl Exchange {
@@ -173,7 +174,7 @@ impl Exchange {
             route: None,
             key: OnceLock::new(),
             saved_us: AtomicU64::new(0),
-            upstream_us: AtomicU64::new(0),
+            upstream_us: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -300,6 +301,7 @@ impl Exchange {
         );
         cx.post = self.post.clone();
         cx.route = self.route;
+        cx.upstream_us = self.upstream_us.clone();
         cx
     }
 }

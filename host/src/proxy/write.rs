@@ -6,7 +6,6 @@
 //! upstream timed out, or the connection broke, after the request was sent) may have happened,
 //! so it invalidates as if it had succeeded.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -52,10 +51,7 @@ impl Exchange {
             cx.write(&policy, body, answer).await;
         });
         match answered.await {
-            Ok((response, upstream_us)) => {
-                self.upstream_us.store(upstream_us, Ordering::Relaxed);
-                response
-            }
+            Ok(response) => response,
             Err(_) => {
                 tracing::error!(
                     request_id = self.request_id,
@@ -78,7 +74,7 @@ impl Exchange {
         &mut self,
         policy: &PolicyCall<'_>,
         body: Body,
-        answer: tokio::sync::oneshot::Sender<(Response<Body>, u64)>,
+        answer: tokio::sync::oneshot::Sender<Response<Body>>,
     ) {
         let route = &policy.route.config;
         let status = CacheStatus::forward(Forward::Method);
@@ -105,7 +101,7 @@ impl Exchange {
             })
             .await;
         let response = self.written(policy, upstream, status).await;
-        let _ = answer.send((response, self.upstream_us.load(Ordering::Relaxed)));
+        let _ = answer.send(response);
         if !timed_out {
             return;
         }

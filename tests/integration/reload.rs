@@ -141,6 +141,26 @@ async fn a_plugin_directory_that_cannot_be_read_keeps_every_plugin_serving() {
     assert_eq!(reload.json()["refused"], serde_json::json!([]));
     assert!(policy_version(&h).await["last_error"].is_null());
 
+    // A link that leads nowhere is refused on its own, by name; the directory is still read.
+    std::os::unix::fs::symlink(
+        "/nonexistent/policy.wasm",
+        h.plugin_dir().join("dangling.wasm"),
+    )
+    .unwrap();
+    let reload = h.reload().await;
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    let refused = reload.json()["refused"].clone();
+    assert_eq!(refused.as_array().map(Vec::len), Some(1), "{refused}");
+    assert!(
+        refused[0]
+            .as_str()
+            .unwrap()
+            .starts_with("dangling: plugin dangling: cannot read"),
+        "{refused}"
+    );
+    assert!(policy_version(&h).await["last_error"].is_null());
+    std::fs::remove_file(h.plugin_dir().join("dangling.wasm")).unwrap();
+
     // The directory goes away (a volume unmounted, a deploy swapping it): the reload keeps
     // every plugin, and says why.
     let aside = h.plugin_dir().with_extension("aside");

@@ -169,7 +169,14 @@ async fn read_wasm_files(dir: &Path) -> std::io::Result<Vec<(String, std::path::
         if stem.starts_with('.') {
             continue;
         }
-        if entry.file_type().await?.is_file() || tokio::fs::metadata(&path).await?.is_file() {
+        // A link is followed. One that leads nowhere (or a file gone since the listing) is
+        // listed all the same: its load fails with a reason that names it, where an error here
+        // would refuse the whole directory.
+        let is_file = entry.file_type().await?.is_file()
+            || tokio::fs::metadata(&path)
+                .await
+                .map_or(true, |m| m.is_file());
+        if is_file {
             out.push((stem.to_owned(), path));
         }
     }

@@ -295,3 +295,38 @@ async fn a_policy_that_logs_is_called_for_every_request() {
     assert_eq!(plugin_work(&h, "echo").await, (5, 0));
     h.stop().await;
 }
+
+/// A policy's key can name request fields (`vary` in its cache key; the analysis policy's
+/// `vary` setting): one entry per value, a field sent on several lines counts as their
+/// comma-joined value (as HTTP combines them), and an absent field is a value of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_names_a_request_field_keeps_one_entry_per_value() {
+    let config = "[[route]]\nname = \"repository\"\npath = \"/api/v1/repositories/{id}\"\nplugin = \"policy\"\n[route.settings]\nvary = \"x-tenant\"\n";
+    let h = Harness::with_routes(
+        config,
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        |dir: &std::path::Path| larder_tests::plugins::install("analysis-policy", dir, "policy"),
+    )
+    .await;
+    let path = "/api/v1/repositories/3";
+    let get = |headers: &'static [(&'static str, &'static str)]| {
+        let url = h.url(path);
+        async move { larder_tests::http::get_with(&url, headers).await }
+    };
+    for (headers, hit, upstream) in [
+        (&[("x-tenant", "a")][..], false, 1),
+        (&[("x-tenant", "a")][..], true, 1),
+        (&[("x-tenant", "b")][..], false, 2),
+        (&[][..], false, 3),
+        (&[][..], true, 3),
+        (&[("x-tenant", "a"), ("x-tenant", "b")][..], false, 4),
+        (&[("x-tenant", "a, b")][..], true, 4),
+        (&[("x-tenant", "b")][..], true, 4),
+    ] {
+        let r = get(headers).await;
+        assert_eq!(r.is_hit(), hit, "{headers:?}: {}", r.cache_status());
+        assert_eq!(h.upstream_gets(path), upstream, "{headers:?}");
+    }
+    h.stop().await;
+}

@@ -404,10 +404,18 @@ fn sh(cwd: &std::path::Path, line: &str) -> String {
     );
     let mut cmd = Command::new("sh");
     cmd.args(["-c", line]).current_dir(cwd).env("PATH", path);
-    // The outer `cargo test` sets variables meant for its own build.
+    // The outer `cargo test` (or `cargo llvm-cov`, with its instrumenting flags and wrapper)
+    // sets variables meant for its own build.
     for var in [
         "CARGO_TARGET_DIR",
         "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTDOCFLAGS",
+        "CARGO_ENCODED_RUSTDOCFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "LLVM_PROFILE_FILE",
         "CARGO_BUILD_TARGET",
         "CARGO",
     ] {

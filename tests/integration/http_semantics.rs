@@ -23,6 +23,46 @@ async fn get(h: &Harness, path: &str, headers: &[(&str, &str)]) -> Reply {
     http::get_with(&h.url(path), headers).await
 }
 
+/// Requests that wait for another request's fill take its response only when it is the
+/// variant they select: a waiter whose `Accept` differs goes upstream for its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_takes_a_collapsed_response_only_of_its_own_variant() {
+    let h = Harness::demo(StoreKind::Memory, OriginConfig::zero_delay()).await;
+    let path = "/api/v1/echo?cache_control=max-age%3D60&vary=Accept&delay_ms=400&body=w";
+    let request = |accept: &'static str| {
+        let url = h.url(path);
+        tokio::spawn(async move { http::get_with(&url, &[("accept", accept)]).await })
+    };
+    let leader = request("text/csv");
+    // The leader's fill is under way (the origin takes 400 ms) when the others arrive.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let same = request("text/csv");
+    let other = request("application/json");
+    let (leader, same, other) = (
+        leader.await.unwrap(),
+        same.await.unwrap(),
+        other.await.unwrap(),
+    );
+    assert!(
+        same.cache_status().ends_with("collapsed"),
+        "{}",
+        same.cache_status()
+    );
+    assert_eq!(serial(&same), serial(&leader));
+    assert!(
+        !other.cache_status().contains("collapsed"),
+        "{}",
+        other.cache_status()
+    );
+    assert_ne!(serial(&other), serial(&leader));
+    assert_eq!(h.upstream_gets(ECHO), 2, "one fill per variant");
+    // Both variants were stored.
+    let json = get(&h, path, &[("accept", "application/json")]).await;
+    assert!(json.is_hit(), "{}", json.cache_status());
+    assert_eq!(serial(&json), serial(&other));
+    h.stop().await;
+}
+
 async fn vary_selects_variants(store: StoreKind) {
     let h = Harness::demo(store, OriginConfig::zero_delay()).await;
     let path = "/api/v1/echo?cache_control=max-age%3D60&vary=Accept-Language&body=v";
@@ -300,6 +340,39 @@ plugin = "standard"
         "{}",
         whole.cache_status()
     );
+
+    // Without a length the gateway learns it is too large while reading: what it read so far
+    // and the rest stream through, whole, and nothing is stored.
+    let chunked = "/api/v1/blob?bytes=200000";
+    let upstream = h.upstream_gets("/api/v1/blob");
+    for n in 1..=2 {
+        let r = get(&h, chunked, &[]).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), 200_000);
+        assert!(r.body.iter().all(|&b| b == b'x'));
+        assert!(
+            r.cache_status().contains("too-large"),
+            "{}",
+            r.cache_status()
+        );
+        assert_eq!(h.upstream_gets("/api/v1/blob"), upstream + n);
+    }
+
+    // A HEAD that misses is answered by the origin's HEAD, and stores nothing: a body it never
+    // saw cannot be served to a GET.
+    let small = "/api/v1/blob?bytes=100";
+    let head = http::send("HEAD", &h.url(small), &[], "").await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert!(
+        head.cache_status().contains("detail=\"head\""),
+        "{}",
+        head.cache_status()
+    );
+    let first = get(&h, small, &[]).await;
+    assert!(!first.is_hit(), "{}", first.cache_status());
+    assert_eq!(first.body.len(), 100);
+    assert!(get(&h, small, &[]).await.is_hit());
     h.stop().await;
 }
 

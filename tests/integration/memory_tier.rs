@@ -242,3 +242,61 @@ async fn a_lost_subscription_empties_the_tier_when_it_returns() {
     assert_eq!(h.upstream_gets(REPO), 1);
     h.stop().await;
 }
+
+/// The invalidation channel is read defensively: messages that are not announcements are
+/// ignored without losing the subscription, and another instance's flush (what it owes when
+/// its pending purges overflowed) empties this tier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_announcements_are_ignored_and_a_flush_empties_the_tier() {
+    let redis = RedisServer::start();
+    let h = tiered(&redis).await;
+    h.get(REPO).await;
+    assert!(h.get(REPO).await.is_hit());
+    let tier = h.memory_tier().await;
+    assert_eq!(tier["entries"], 1, "{tier}");
+    let emptied = tier["emptied"].as_u64().unwrap();
+
+    let channels: Vec<String> = redis::cmd("PUBSUB")
+        .arg("CHANNELS")
+        .arg("*invalidations")
+        .query(&mut redis.conn())
+        .unwrap();
+    let [channel] = &channels[..] else {
+        panic!("one invalidation channel: {channels:?}");
+    };
+    let publish = |text: &str| {
+        let listeners: i64 = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(text)
+            .query(&mut redis.conn())
+            .unwrap();
+        assert_eq!(listeners, 1, "the gateway's tier hears {channel}");
+    };
+    for garbage in ["", "hello", "zz:h:", "1:x:", "1:h:not-a-digest", "\u{fffd}"] {
+        publish(garbage);
+    }
+    // Announcements are applied in order: once the flush has emptied the tier, every message
+    // before it was read.
+    publish("1:f:");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let tier = h.memory_tier().await;
+        if tier["entries"] == 0 {
+            assert_eq!(
+                tier["emptied"].as_u64().unwrap(),
+                emptied,
+                "emptied by the flush, not by a lost subscription: {tier}"
+            );
+            assert_eq!(tier["subscribed"], true, "{tier}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the flush never arrived: {tier}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The flush empties the tier, not Redis: the next read is a hit, from Redis, and the tier
+    // takes it again.
+    assert!(h.get(REPO).await.is_hit());
+    assert_eq!(h.memory_tier().await["entries"], 1);
+    assert_eq!(h.upstream_gets(REPO), 1);
+    h.stop().await;
+}

@@ -84,7 +84,10 @@ async fn a_cluster_caches_invalidates_and_survives_a_failed_master() {
     assert_eq!(deps.len(), REPOS as usize);
 
     // Tag invalidation: an analyze and an admin purge, each making exactly its repository miss.
-    let b = Harness::demo(StoreKind::Tiered(cluster.url()), origin.clone()).await;
+    // B is given one seed only: it learns the other masters from the cluster, and follows
+    // invalidations through any of them.
+    let one_seed = format!("redis+cluster://127.0.0.1:{}", cluster.nodes[1].port);
+    let b = Harness::demo(StoreKind::Tiered(one_seed), origin.clone()).await;
     b.get(&repo(8)).await;
     assert!(b.get(&repo(8)).await.is_hit(), "B reads what A stored");
     assert!(b.get(&repo(8)).await.is_hit(), "then from its memory tier");
@@ -205,6 +208,78 @@ async fn a_cluster_caches_invalidates_and_survives_a_failed_master() {
     assert!(health["store"]["errors"].as_u64().unwrap() >= 1, "{health}");
     h.stop().await;
     println!("whole test: {:?}", t0.elapsed());
+}
+
+/// What an overflowing pending set owes (every entry dropped) reaches every master of a
+/// cluster: a `SCAN` sees one node's keys, so each master is scanned on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overflowing_pending_set_drops_every_entry_on_every_master() {
+    use larder::config::RedisConfig;
+    use larder::store::contract::entry;
+    use larder::store::key::tag_id;
+    use larder::store::pending::PendingPurges;
+    use larder::store::redis::RedisStore;
+    use larder::store::{ObjectKey, Storage};
+
+    let cluster = RedisCluster::start(3);
+    let store = RedisStore::start_with(
+        &RedisConfig {
+            url: cluster.url(),
+            timeout: Duration::from_millis(300),
+            ..Default::default()
+        },
+        PendingPurges::open(None, 1),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !store.health().up {
+        assert!(Instant::now() < deadline, "{:?}", store.health());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let keys: Vec<ObjectKey> = (0..24)
+        .map(|i| ObjectKey::derive("r", &["repo", &i.to_string()], &[]))
+        .collect();
+    for (i, key) in keys.iter().enumerate() {
+        let mut tags = key.implicit_tags.clone();
+        tags.push(tag_id(&format!("repo:{i}")));
+        store
+            .store(key, entry(bytes::Bytes::from_static(b"x"), tags))
+            .await
+            .unwrap();
+    }
+    let holding = |cluster: &RedisCluster| {
+        cluster
+            .nodes
+            .iter()
+            .filter(|n| !n.keys("larder:obj:*").is_empty())
+            .count()
+    };
+    assert_eq!(holding(&cluster), 3, "24 entries spread over every master");
+
+    // The whole cluster hangs (shorter than its node timeout, so no node is declared failed):
+    // a purge of two tags cannot land, and one pending purge is the limit.
+    for node in &cluster.nodes {
+        node.pause();
+    }
+    let e = store
+        .purge(&[tag_id("repo:0"), tag_id("repo:1")], false)
+        .await
+        .unwrap_err();
+    for node in &cluster.nodes {
+        node.resume();
+    }
+    assert!(e.is_pending(), "{e}");
+    assert!(store.health().pending_overflow);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.pending().any() {
+        assert!(Instant::now() < deadline, "never drained");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for key in &keys {
+        assert!(store.lookup(key).await.unwrap().is_none());
+    }
+    assert_eq!(holding(&cluster), 0, "no master kept an entry");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -241,6 +241,34 @@ mod tests {
     }
 
     #[test]
+    fn a_component_exporting_something_else_is_told_what_it_exports() {
+        use wasm_encoder::ComponentInstanceSection;
+        use wasm_encoder::{Component, ComponentExportKind, ComponentExportSection};
+        // What an HTTP handler component (built for another host) exports: an instance of
+        // `wasi:http/incoming-handler`; here an empty one.
+        let mut component = Component::new();
+        let mut instances = ComponentInstanceSection::new();
+        instances.export_items::<&str, _>([]);
+        component.section(&instances);
+        let mut exports = ComponentExportSection::new();
+        let name = "wasi:http/incoming-handler@0.2.0";
+        exports.export(name, ComponentExportKind::Instance, 0, None);
+        component.section(&exports);
+        let err = PluginEngine::new()
+            .unwrap()
+            .load("handler", &component.finish())
+            .err()
+            .expect("a component without the policy export is refused")
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "does not export `larder:policy/policy@0.2.0` (it exports `{name}`;"
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_component_without_the_policy_export_is_told_to_use_the_macro() {
         let engine = PluginEngine::new().unwrap();
         let err = engine

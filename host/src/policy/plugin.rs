@@ -386,3 +386,29 @@ pub fn trap_hint(e: &wasmtime::Error) -> &'static str {
         _ => "the policy trapped: reproduce it with `larder plugin run` on the same request",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::Trap;
+
+    use super::trap_hint;
+
+    #[test]
+    fn each_trap_gets_a_hint_naming_its_likely_cause() {
+        for (trap, cause) in [
+            (Trap::UnreachableCodeReached, "panicked"),
+            (Trap::StackOverflow, "unbounded recursion"),
+            (Trap::MemoryOutOfBounds, "out of bounds"),
+            (Trap::TableOutOfBounds, "out of bounds"),
+            (Trap::IntegerDivisionByZero, "divided by zero"),
+            (Trap::IntegerOverflow, "overflowed an integer"),
+            (Trap::BadSignature, "the policy trapped"),
+        ] {
+            let hint = trap_hint(&wasmtime::Error::from(trap));
+            assert!(hint.contains(cause), "{trap:?}: {hint}");
+        }
+        // Not a trap at all (a host error, say): the general hint, which says how to reproduce.
+        let hint = trap_hint(&wasmtime::Error::msg("host call failed"));
+        assert!(hint.contains("larder plugin run"), "{hint}");
+    }
+}

@@ -116,6 +116,35 @@ fn plugin_check_accepts_a_policy_and_explains_a_bad_file() {
     );
 }
 
+/// The development tools hold a policy to the gateway's default memory limit (16 MiB), so a
+/// policy that passes them fits the gateway; `--memory-limit` matches a config that raises it.
+#[test]
+fn plugin_run_holds_a_policy_to_the_gateways_memory_limit() {
+    let hog = plugins::path("memory-hog");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["plugin", "run", hog.to_str().unwrap(), "--path", "/x"];
+        args.extend_from_slice(extra);
+        larder(&args)
+    };
+    let out = run(&[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("grew past its memory limit of 16777216 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["--memory-limit", "33554432"]);
+    assert!(
+        stderr(&out).contains("grew past its memory limit of 33554432 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    // More than an instance's slot in the gateway's pool holds is refused, as the config is.
+    let out = run(&["--memory-limit", "67108865"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--memory-limit"), "{}", stderr(&out));
+}
+
 #[test]
 fn plugin_run_prints_the_decisions() {
     let plugin = plugins::path("analysis-policy");

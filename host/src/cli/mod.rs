@@ -55,6 +55,8 @@ pub enum LogFormat {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the gateway.
     Serve {
@@ -85,7 +87,11 @@ pub enum PluginCommand {
     /// it. Each README lists the commands that test, build and check the policy.
     New(plugin_new::NewArgs),
     /// Check that a .wasm file is a policy component for this gateway and list its exports.
-    Check { file: PathBuf },
+    Check {
+        file: PathBuf,
+        #[command(flatten)]
+        memory_limit: plugin_check::MemoryLimit,
+    },
     /// Call a policy with a request (and optionally a response) and print its decisions as JSON.
     Run(plugin_run::RunArgs),
     /// Check a policy's decisions against a cases file (TOML): each case a request, and the
@@ -134,8 +140,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 println!("{created}");
                 Ok(())
             }
-            PluginCommand::Check { file } => {
-                let report = plugin_check::check(&file).await?;
+            PluginCommand::Check { file, memory_limit } => {
+                let report = plugin_check::check(&file, memory_limit).await?;
                 println!("{report}");
                 Ok(())
             }

@@ -11,6 +11,18 @@ use anyhow::Context;
 use crate::policy::sandbox::Limits;
 use crate::policy::{Plugin, PluginEngine};
 
+/// `--memory-limit`: the linear memory a plugin instance may grow to, as the gateway's
+/// `plugins.memory_limit` (whose default it has), so that a policy that passes here fits the
+/// gateway too.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct MemoryLimit {
+    /// Linear memory per instance, bytes: the gateway's `plugins.memory_limit` (at most
+    /// 67108864).
+    #[arg(long = "memory-limit", default_value_t = crate::config::defaults::MEMORY_LIMIT as u64,
+          value_parser = clap::value_parser!(u64).range(1..=crate::policy::engine::POOL_MAX_MEMORY as u64))]
+    pub bytes: u64,
+}
+
 /// Compiles `file` with a fresh engine, off the async threads; the plugin is named by the file
 /// stem, as the gateway names it. Compiled code is kept in the gateway's default code cache
 /// (`config::default_code_cache`), so running `check`, `run` and `test` on one file compiles it
@@ -31,12 +43,12 @@ pub(super) async fn load(file: &Path) -> anyhow::Result<Plugin> {
 }
 
 /// Loads and trial-instantiates `file`; describes it.
-pub async fn check(file: &Path) -> anyhow::Result<String> {
+pub async fn check(file: &Path, memory: MemoryLimit) -> anyhow::Result<String> {
     let plugin = load(file).await?;
     plugin
         .trial(Limits {
             deadline: Duration::from_millis(100),
-            memory: 64 << 20,
+            memory: memory.bytes as usize,
         })
         .await?;
     Ok(format!(

@@ -24,6 +24,8 @@ pub struct InstallArgs {
     /// stem with `_` read as `-` (cargo writes the crate `tech-stack` as `tech_stack.wasm`).
     #[arg(long)]
     pub name: Option<String>,
+    #[command(flatten)]
+    pub memory_limit: super::plugin_check::MemoryLimit,
 }
 
 /// Checks and installs; returns what it did.
@@ -43,7 +45,7 @@ pub async fn install(args: &InstallArgs) -> anyhow::Result<String> {
             args.dir.display()
         );
     }
-    let report = super::plugin_check::check(&args.file).await?;
+    let report = super::plugin_check::check(&args.file, args.memory_limit).await?;
     let target = args.dir.join(format!("{name}.wasm"));
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;

@@ -51,6 +51,8 @@ pub struct RunArgs {
     /// Per-call deadline in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub deadline_ms: u64,
+    #[command(flatten)]
+    pub memory_limit: super::plugin_check::MemoryLimit,
 }
 
 fn split_pair<'a>(s: &'a str, sep: char, what: &str) -> anyhow::Result<(&'a str, &'a str)> {
@@ -118,7 +120,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Value> {
     let plugin = load(&args.file).await?;
     let limits = Limits {
         deadline: Duration::from_millis(args.deadline_ms),
-        memory: 64 << 20,
+        memory: args.memory_limit.bytes as usize,
     };
     let settings = args
         .settings

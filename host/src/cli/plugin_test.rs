@@ -46,6 +46,8 @@ pub struct TestArgs {
     /// Per-call deadline in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub deadline_ms: u64,
+    #[command(flatten)]
+    pub memory_limit: super::plugin_check::MemoryLimit,
 }
 
 /// A cases file: `[defaults]` shared by every `[[case]]`.
@@ -169,7 +171,7 @@ pub async fn test(args: TestArgs) -> anyhow::Result<Outcome> {
     let plugin = load(&args.file).await?;
     let limits = Limits {
         deadline: Duration::from_millis(args.deadline_ms),
-        memory: 64 << 20,
+        memory: args.memory_limit.bytes as usize,
     };
     let mut runner = Runner {
         plugin,

@@ -372,7 +372,7 @@ pub fn trap_hint(e: &wasmtime::Error) -> &'static str {
     use wasmtime::Trap;
     match e.downcast_ref::<Trap>() {
         Some(Trap::UnreachableCodeReached) => {
-            "the policy panicked (a Rust panic is an `unreachable` trap in WebAssembly; plugins built with the larder-sdk log the panic message just before this): avoid `unwrap`, `expect` and indexing on request data, and return `RequestDecision::pass(\"reason\")` / `ResponseDecision::no_store(\"reason\")` instead; reproduce it with a native `cargo test` or `larder plugin run` on the same request"
+            "the policy panicked (a Rust panic, or a Python exception the policy did not handle, is an `unreachable` trap in WebAssembly; policies built with the larder SDKs log its message and place just before this): in Rust avoid `unwrap`, `expect` and indexing on request data, in Python catch what parsing request data raises, and pass (`pass_`) or do not store (`no_store`) with a reason instead; reproduce it with a native `cargo test` or `pytest`, or `larder plugin run` on the same request"
         }
         Some(Trap::StackOverflow) => {
             "the policy overflowed its stack (unbounded recursion?): reproduce it with `larder plugin run` on the same request"

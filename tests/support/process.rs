@@ -248,9 +248,36 @@ impl GatewayProcess {
     }
 }
 
+impl GatewayProcess {
+    /// Ends the process as an operator would (SIGTERM) and waits up to 3 s for its graceful
+    /// exit, then kills it. An instrumented build writes its coverage profile only on such an
+    /// exit, so what a process test ran counts in `cargo xtask coverage`.
+    fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 impl Drop for GatewayProcess {
     fn drop(&mut self) {
-        self.kill();
+        if std::thread::panicking() {
+            self.kill();
+        } else {
+            self.terminate();
+        }
         // The temp dir goes with us: keep the log of a failed test in `target/artifacts/`, and
         // show its end.
         if std::thread::panicking() {

@@ -183,3 +183,49 @@ impl Breaker {
         self.last_error.lock().map(|l| l.clone()).unwrap_or(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_opens_the_breaker_and_a_success_closes_it() {
+        let breaker = Breaker::new(None, None);
+        assert!(breaker.admit() && !breaker.failing() && breaker.error().is_none());
+        breaker.failed(&StoreError::Unavailable("connection refused"), 1);
+        assert!(breaker.failing());
+        assert!(breaker.error().unwrap().contains("connection refused"));
+        // Open for a second: no request uses Redis meanwhile.
+        assert!(!breaker.admit());
+        assert!(!breaker.admit());
+        breaker.recovered();
+        assert!(breaker.admit() && !breaker.failing() && breaker.error().is_none());
+    }
+
+    #[test]
+    fn after_the_open_window_exactly_one_request_probes() {
+        let breaker = Breaker::new(None, None);
+        breaker.failed(&StoreError::Unavailable("timed out"), 1);
+        // As if the window had just ended.
+        breaker.open_until_ms.store(now_ms() - 1, Ordering::Relaxed);
+        let admitted = (0..10).filter(|_| breaker.admit()).count();
+        assert_eq!(admitted, 1);
+    }
+
+    #[test]
+    fn a_long_error_is_cut_to_a_readable_length_on_a_character_boundary() {
+        // Three-byte characters after 0, 1 and 2 bytes of ASCII: one of the three puts byte
+        // 240 inside a character.
+        for lead in ["", "x", "xy"] {
+            let long: &'static str =
+                Box::leak(format!("{lead}{}", "€".repeat(200)).into_boxed_str());
+            let breaker = Breaker::new(Some("127.0.0.1:7000".into()), None);
+            breaker.failed(&StoreError::Unavailable(long), 3);
+            let kept = breaker.error().unwrap();
+            let full = StoreError::Unavailable(long).to_string();
+            let cut = kept.strip_suffix("...").expect("marked as cut");
+            assert!(cut.len() <= 240 && cut.len() > 236, "{} bytes", cut.len());
+            assert!(full.starts_with(cut), "{kept}");
+        }
+    }
+}

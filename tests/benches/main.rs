@@ -13,6 +13,7 @@
 mod hot_path;
 mod large_body;
 mod misses;
+mod policy_call;
 mod purge;
 mod redis_budget;
 mod reload;
@@ -23,6 +24,7 @@ use std::process::Command;
 const BENCHES: &[(&str, fn())] = &[
     ("hot_path", hot_path::run),
     ("misses", misses::run),
+    ("policy_call", policy_call::run),
     ("reload", reload::run),
     ("purge", purge::run),
     ("large_body", large_body::run),

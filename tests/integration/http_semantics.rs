@@ -63,6 +63,24 @@ async fn a_waiter_takes_a_collapsed_response_only_of_its_own_variant() {
     h.stop().await;
 }
 
+/// A response that varies on `Accept-Language` and is in one language is also the answer for
+/// a client whose first choice is that language: its variant misses, the language's entry hits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variant_in_one_language_answers_clients_who_prefer_it() {
+    let h = Harness::demo(StoreKind::Memory, OriginConfig::zero_delay()).await;
+    let path =
+        "/api/v1/echo?cache_control=max-age%3D60&vary=Accept-Language&content_language=de&body=l";
+    let first = get(&h, path, &[("accept-language", "en;q=0.5, de")]).await;
+    assert!(!first.is_hit(), "{}", first.cache_status());
+    let german = get(&h, path, &[("accept-language", "de, fr;q=0.5")]).await;
+    assert!(german.is_hit(), "{}", german.cache_status());
+    assert_eq!(serial(&german), serial(&first));
+    let french = get(&h, path, &[("accept-language", "fr")]).await;
+    assert!(!french.is_hit(), "{}", french.cache_status());
+    assert_eq!(h.upstream_gets(ECHO), 2);
+    h.stop().await;
+}
+
 async fn vary_selects_variants(store: StoreKind) {
     let h = Harness::demo(store, OriginConfig::zero_delay()).await;
     let path = "/api/v1/echo?cache_control=max-age%3D60&vary=Accept-Language&body=v";

@@ -110,6 +110,30 @@ async fn a_cluster_caches_invalidates_and_survives_a_failed_master() {
     }
     assert_eq!(h.upstream_gets(ai) + b.upstream_gets(ai), 1, "one fill");
     assert_eq!(fleet, 1, "the other instance answered from that fill");
+
+    // Every subscription is dropped (a proxy or a failover would): B subscribes again, to its
+    // seed or a master it learnt, and empties its tier, which may have missed purges.
+    let emptied = b.memory_tier().await["emptied"].as_u64().unwrap();
+    for node in &cluster.nodes {
+        let _: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(&mut node.conn())
+            .unwrap();
+    }
+    let t = Instant::now();
+    loop {
+        let tier = b.memory_tier().await;
+        if tier["emptied"].as_u64().unwrap() > emptied && tier["hearing"] == true {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "B never subscribed again: {tier}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let analyze = http::post(&h.url("/api/v1/repositories/5/actions/analyze")).await;
     assert_eq!(analyze.status, 200);
     let analyze = http::post(&h.url("/api/v1/repositories/8/actions/analyze")).await;

@@ -30,7 +30,7 @@
 //! | GET | `/api/v1/insights` | aggregates; `insights_version` = sum of all versions |
 //! | POST | `/api/v1/embeddings` `{"text": ...}` | 16-dimension vector derived from the text |
 //! | GET | `/api/v1/me` | user derived from `Authorization`; 401 without it |
-//! | any | `/api/v1/echo?status=&cache_control=&vary=&etag=&last_modified=&set_cookie=&body=&delay_ms=` | generic answer for HTTP caching tests |
+//! | any | `/api/v1/echo?status=&cache_control=&vary=&content_language=&etag=&last_modified=&set_cookie=&body=&delay_ms=` | generic answer for HTTP caching tests |
 //! | GET | `/_origin/counts` | `{"GET /api/v1/insights": 3, ...}` (not counted itself) |
 //! | POST | `/_origin/reset` | resets the counts (not counted itself) |
 //!

@@ -249,8 +249,8 @@ impl GatewayProcess {
 }
 
 impl GatewayProcess {
-    /// Ends the process as an operator would (SIGTERM) and waits up to 3 s for its graceful
-    /// exit, then kills it. An instrumented build writes its coverage profile only on such an
+    /// Ends the process as an operator would (SIGTERM) and waits up to 10 s for its graceful
+    /// exit (about 2 s), then kills it. An instrumented build writes its coverage profile only on such an
     /// exit, so what a process test ran counts in `cargo xtask coverage`.
     fn terminate(&mut self) {
         let Some(mut child) = self.child.take() else {
@@ -259,7 +259,7 @@ impl GatewayProcess {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(3);
+        let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
                 return;

@@ -354,6 +354,17 @@ fn spawn(
     cmd.spawn().expect("spawn larder")
 }
 
+/// Sends `sig` (`-STOP`, `-CONT`, ...) to `child` with kill(1): a test's fault, applied to a
+/// real process. Panics when the signal cannot be sent.
+pub fn signal(child: &Child, sig: &str) {
+    let pid = child.id().to_string();
+    let ok = Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .map(|s| s.success());
+    assert!(matches!(ok, Ok(true)), "kill {sig} {pid}");
+}
+
 fn client() -> &'static Client<HttpConnector, Full<Bytes>> {
     static CLIENT: OnceLock<Client<HttpConnector, Full<Bytes>>> = OnceLock::new();
     CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build_http())

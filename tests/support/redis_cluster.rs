@@ -150,12 +150,7 @@ impl ClusterNode {
     }
 
     fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let ok = Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .map(|s| s.success());
-        assert!(matches!(ok, Ok(true)), "kill {sig} {pid}");
+        crate::process::signal(self.child.as_ref().expect("running"), sig);
     }
 
     fn kill(&mut self) {

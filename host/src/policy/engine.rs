@@ -242,8 +242,9 @@ mod tests {
 
     #[test]
     fn a_component_exporting_something_else_is_told_what_it_exports() {
-        use wasm_encoder::ComponentInstanceSection;
-        use wasm_encoder::{Component, ComponentExportKind, ComponentExportSection};
+        use wasm_encoder::{
+            Component, ComponentExportKind, ComponentExportSection, ComponentInstanceSection,
+        };
         // What an HTTP handler component (built for another host) exports: an instance of
         // `wasi:http/incoming-handler`; here an empty one.
         let mut component = Component::new();

@@ -34,8 +34,16 @@ async fn a_waiter_takes_a_collapsed_response_only_of_its_own_variant() {
         tokio::spawn(async move { http::get_with(&url, &[("accept", accept)]).await })
     };
     let leader = request("text/csv");
-    // The leader's fill is under way (the origin takes 400 ms) when the others arrive.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The others arrive while the leader's fill is under way: the origin has its request and
+    // takes 400 ms to answer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while h.upstream_gets(ECHO) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the leader never reached the origin"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let same = request("text/csv");
     let other = request("application/json");
     let (leader, same, other) = (

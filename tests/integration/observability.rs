@@ -368,6 +368,13 @@ async fn at_debug_every_request_is_logged_once_with_its_route_key_and_outcome() 
         "larder=debug",
     )
     .await;
+    // Answering `/health` is not yet reaching Redis: wait for that, so that the first request
+    // stores and the second hits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !gw.health().await.is_some_and(|h| h["store"]["up"] == true) {
+        assert!(std::time::Instant::now() < deadline, "{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for _ in 0..2 {
         let r = http::get(&gw.url(REPO)).await;
         assert_eq!(r.status, 200);

@@ -73,10 +73,7 @@ async fn a_new_plugin_file_takes_effect_without_a_restart() {
 
     // The panicking plugin replaces it: the watcher picks it up, requests fail open.
     replace_policy(&h, &std::fs::read(plugins::path("panic")).unwrap());
-    eventually(&h, PATH, "the new plugin serves", |r| {
-        r.status == 200 && r.cache_status().contains("plugin-trap")
-    })
-    .await;
+    eventually(&h, PATH, "the new plugin serves", traps).await;
     let after = policy_version(&h).await;
     assert_ne!(before["version"], after["version"]);
     assert_eq!(after["routes"], serde_json::json!(["repository"]));
@@ -199,6 +196,72 @@ async fn a_plugin_directory_that_cannot_be_read_keeps_every_plugin_serving() {
     let health = http::get(&h.admin("/health")).await.json();
     assert_eq!(health["status"], "ok", "{health}");
     assert!(h.get(PATH).await.is_hit());
+    h.stop().await;
+}
+
+/// Whether the serving policy is the panicking one (its requests fail open as `plugin-trap`).
+fn traps(r: &http::Reply) -> bool {
+    r.status == 200 && r.cache_status().contains("plugin-trap")
+}
+
+fn serves(r: &http::Reply) -> bool {
+    r.status == 200 && !r.cache_status().contains("plugin-trap")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_directory_replaced_by_a_deploy_is_watched_again() {
+    let h = Harness::with_routes(
+        CONFIG,
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        with_policy("analysis-policy"),
+    )
+    .await;
+    eventually(&h, PATH, "the first policy serves", serves).await;
+    let dir = h.plugin_dir();
+    let base = dir.parent().unwrap().to_owned();
+
+    // A deploy renames the old directory away and a new one into its place: no signal, no
+    // reload request; the new directory's plugin serves.
+    let next = base.join("plugins.next");
+    std::fs::create_dir(&next).unwrap();
+    plugins::install("panic", &next, "policy");
+    std::fs::rename(&dir, base.join("plugins.old")).unwrap();
+    std::fs::rename(&next, &dir).unwrap();
+    eventually(&h, PATH, "the new directory's plugin serves", traps).await;
+    // And a plugin changed in the new directory is noticed, as in the old one.
+    replace_policy(
+        &h,
+        &std::fs::read(plugins::path("analysis-policy")).unwrap(),
+    );
+    eventually(&h, PATH, "a change in the new directory is noticed", serves).await;
+
+    // A deploy that swaps a symlink: the directory becomes a link to a release folder, then
+    // the link is renamed over by one to the next release.
+    let v1 = base.join("release-1");
+    std::fs::rename(&dir, &v1).unwrap();
+    std::os::unix::fs::symlink(&v1, &dir).unwrap();
+    let v2 = base.join("release-2");
+    std::fs::create_dir(&v2).unwrap();
+    plugins::install("panic", &v2, "policy");
+    let link = base.join("plugins.link");
+    std::os::unix::fs::symlink(&v2, &link).unwrap();
+    std::fs::rename(&link, &dir).unwrap();
+    eventually(&h, PATH, "the swapped link's release serves", traps).await;
+    replace_policy(
+        &h,
+        &std::fs::read(plugins::path("analysis-policy")).unwrap(),
+    );
+    eventually(
+        &h,
+        PATH,
+        "a change in the linked release is noticed",
+        serves,
+    )
+    .await;
+
+    let health = http::get(&h.admin("/health")).await.json();
+    assert_eq!(health["status"], "ok", "{health}");
     h.stop().await;
 }
 

@@ -236,9 +236,17 @@ enum Flow {
     Write,
 }
 
-impl Runner {
-    /// Runs one case; returns what differs from its expectations (empty: it passed).
-    async fn run(&mut self, defaults: &Defaults, case: &Case) -> anyhow::Result<Vec<String>> {
+/// A case's request and response as the policy sees them, its defaults applied.
+struct CaseInput {
+    req: Request,
+    method: http::Method,
+    /// The route's settings, rendered, for `check-settings`.
+    settings: Vec<(String, String)>,
+    resp: Option<Response>,
+}
+
+impl CaseInput {
+    fn of(defaults: &Defaults, case: &Case) -> anyhow::Result<Self> {
         let route = case
             .route
             .as_deref()
@@ -270,7 +278,26 @@ impl Runner {
             }),
             None => None,
         };
+        Ok(Self {
+            req,
+            method,
+            settings,
+            resp,
+        })
+    }
+}
 
+impl Runner {
+    /// Runs one case; returns what differs from its expectations (empty: it passed). The calls
+    /// follow the gateway's order: `check-settings`, then `on-request` for a safe method, then
+    /// `on-response` if it looked up, or `on-invalidate` for a write it did not look up.
+    async fn run(&mut self, defaults: &Defaults, case: &Case) -> anyhow::Result<Vec<String>> {
+        let CaseInput {
+            req,
+            method,
+            settings,
+            resp,
+        } = CaseInput::of(defaults, case)?;
         let mut problems = Vec::new();
         if !self
             .settings_accepted(&req, settings, case, &mut problems)
@@ -279,19 +306,35 @@ impl Runner {
             return Ok(problems);
         }
         let flow = self.on_request(&req, &method, case, &mut problems).await?;
-        let expect = &case.expect;
-        match (&flow, &resp) {
+        self.on_response(&req, &flow, resp.as_ref(), case, &mut problems)
+            .await?;
+        self.on_invalidate(&req, &method, &flow, resp, case, &mut problems)
+            .await?;
+        Ok(problems)
+    }
+
+    /// `on-response`, when `on-request` looked up and the case has a response.
+    async fn on_response(
+        &mut self,
+        req: &Request,
+        flow: &Flow,
+        resp: Option<&Response>,
+        case: &Case,
+        problems: &mut Vec<String>,
+    ) -> anyhow::Result<()> {
+        let expected = case.expect.on_response.as_ref();
+        match (flow, resp) {
             (Flow::LookedUp, Some(resp)) => {
                 let decision = self
                     .plugin
-                    .on_response(0, self.limits, &req, resp, case.body_digest.as_deref())
+                    .on_response(0, self.limits, req, resp, case.body_digest.as_deref())
                     .await?;
-                if let Some(expected) = &expect.on_response {
+                if let Some(expected) = expected {
                     let decided = response_decision(&decision);
-                    compare("on_response", &to_json(expected)?, &decided, &mut problems);
+                    compare("on_response", &to_json(expected)?, &decided, problems);
                 }
             }
-            _ if expect.on_response.is_none() => {}
+            _ if expected.is_none() => {}
             (Flow::LookedUp, None) => {
                 problems.push("on_response: the case has no `response` to call it with".into())
             }
@@ -300,31 +343,43 @@ impl Runner {
                 problems.push("on_response: not called: the request is a write".into())
             }
         }
-        if crate::routes::is_unsafe(&method) && !matches!(flow, Flow::LookedUp) {
-            let resp = resp.unwrap_or(Response {
-                status: 200,
-                headers: Vec::new(),
-                body_size: None,
-            });
-            let list = self
-                .plugin
-                .on_invalidate(0, self.limits, &req, &resp)
-                .await?;
-            if let Some(expected) = &expect.on_invalidate {
-                let decided = Value::Array(list.iter().map(invalidation).collect());
-                compare(
-                    "on_invalidate",
-                    &to_json(expected)?,
-                    &decided,
-                    &mut problems,
-                );
+        Ok(())
+    }
+
+    /// `on-invalidate`, for an unsafe method that was not looked up (a write), with the case's
+    /// response or a bare 200.
+    async fn on_invalidate(
+        &mut self,
+        req: &Request,
+        method: &http::Method,
+        flow: &Flow,
+        resp: Option<Response>,
+        case: &Case,
+        problems: &mut Vec<String>,
+    ) -> anyhow::Result<()> {
+        let expected = case.expect.on_invalidate.as_ref();
+        if !crate::routes::is_unsafe(method) || matches!(flow, Flow::LookedUp) {
+            if expected.is_some() {
+                problems.push(format!(
+                    "on_invalidate: not called: a {method} that is not a write (the gateway calls it for unsafe methods that were not looked up)"
+                ));
             }
-        } else if expect.on_invalidate.is_some() {
-            problems.push(format!(
-                "on_invalidate: not called: a {method} that is not a write (the gateway calls it for unsafe methods that were not looked up)"
-            ));
+            return Ok(());
         }
-        Ok(problems)
+        let resp = resp.unwrap_or(Response {
+            status: 200,
+            headers: Vec::new(),
+            body_size: None,
+        });
+        let list = self
+            .plugin
+            .on_invalidate(0, self.limits, req, &resp)
+            .await?;
+        if let Some(expected) = expected {
+            let decided = Value::Array(list.iter().map(invalidation).collect());
+            compare("on_invalidate", &to_json(expected)?, &decided, problems);
+        }
+        Ok(())
     }
 
     /// `check-settings` for the case's route and settings, compared with what the case

@@ -143,7 +143,10 @@ impl Gateway {
     /// Builds the gateway for `config`: plugins loaded and checked, store started. Fails with a
     /// message naming the file and line when a route's plugin is missing or broken.
     pub async fn new(config: Config) -> anyhow::Result<Arc<Self>> {
-        let engine = PluginEngine::with_code_cache(config.plugins.code_cache.as_deref())?;
+        let engine = PluginEngine::with_code_cache(
+            config.plugins.code_cache.as_deref(),
+            config.plugins.code_cache_bytes,
+        )?;
         let config = Arc::new(config);
         let telemetry = Telemetry::new();
         let snapshot = Snapshot::build(config.clone(), &engine, None, &telemetry).await?;

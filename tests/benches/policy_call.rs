@@ -144,8 +144,11 @@ async fn measure(name: &str, plugin: &Plugin) {
 }
 
 pub fn run() {
-    let engine = PluginEngine::with_code_cache(Some(&larder::config::default_code_cache()))
-        .expect("an engine");
+    let engine = PluginEngine::with_code_cache(
+        Some(&larder::config::default_code_cache()),
+        larder::policy::code_cache::DEFAULT_BUDGET,
+    )
+    .expect("an engine");
     let rust = load(&engine, &plugins::path("analysis-policy"));
     let python = load(&engine, &plugins::python_path("analysis-policy"));
     let runtime = tokio::runtime::Builder::new_current_thread()

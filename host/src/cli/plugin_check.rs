@@ -37,7 +37,10 @@ pub(super) async fn load(file: &Path) -> anyhow::Result<Plugin> {
         .and_then(|s| s.to_str())
         .unwrap_or("plugin")
         .to_owned();
-    let engine = PluginEngine::with_code_cache(Some(&crate::config::default_code_cache()))?;
+    let engine = PluginEngine::with_code_cache(
+        Some(&crate::config::default_code_cache()),
+        crate::policy::code_cache::DEFAULT_BUDGET,
+    )?;
     let plugin = tokio::task::spawn_blocking(move || engine.load(&name, &bytes)).await??;
     Ok(plugin)
 }

@@ -223,6 +223,8 @@ pub struct PluginsConfig {
     pub watch: bool,
     /// Where compiled plugin code is cached; `None` compiles on every load.
     pub code_cache: Option<PathBuf>,
+    /// Bytes of compiled code the code cache may hold; the least recently used go first.
+    pub code_cache_bytes: u64,
     /// Bytes each proxy thread may spend remembering `on-request` answers for identical
     /// requests (`proxy::decisions`); 0 calls the plugin for every request.
     pub decision_cache_bytes: usize,
@@ -372,6 +374,21 @@ mod tests {
                 "{text:?}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn the_code_cache_is_bounded_by_default_and_its_bound_checked() {
+        let c = parse("").unwrap();
+        assert_eq!(c.plugins.code_cache_bytes, 1 << 30);
+        let c = parse("[plugins]\ncode_cache_bytes = 104857600\n").unwrap();
+        assert_eq!(c.plugins.code_cache_bytes, 100 << 20);
+        let err = parse("[plugins]\ncode_cache_bytes = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("dir/larder.toml:2:20:") && err.contains("code_cache = \"\""),
+            "{err}"
+        );
     }
 
     #[test]

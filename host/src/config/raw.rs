@@ -74,6 +74,7 @@ pub(super) struct RawPlugins {
     pub(super) memory_limit: Option<Spanned<usize>>,
     pub(super) watch: Option<bool>,
     pub(super) code_cache: Option<String>,
+    pub(super) code_cache_bytes: Option<Spanned<u64>>,
     pub(super) decision_cache_bytes: Option<usize>,
 }
 

@@ -122,6 +122,16 @@ impl<'a> Locator<'a> {
                 Some("") => None,
                 Some(dir) => Some(base.join(dir)),
             },
+            code_cache_bytes: match &raw.code_cache_bytes {
+                None => crate::policy::code_cache::DEFAULT_BUDGET,
+                Some(n) if *n.get_ref() > 0 => *n.get_ref(),
+                Some(n) => {
+                    return Err(self.error(
+                        n.span().start,
+                        "`code_cache_bytes` must be at least 1 (to keep no compiled code, set `code_cache = \"\"`)",
+                    ));
+                }
+            },
             decision_cache_bytes: raw
                 .decision_cache_bytes
                 .unwrap_or(defaults::DECISION_CACHE_BYTES),

@@ -54,12 +54,15 @@ pub struct PluginEngine {
 impl PluginEngine {
     /// An engine without a code cache: every load compiles.
     pub fn new() -> anyhow::Result<Self> {
-        Self::with_code_cache(None)
+        Self::with_code_cache(None, 0)
     }
 
-    /// An engine that keeps compiled code in `cache_dir` (see [`CodeCache`]); an unusable
-    /// directory is logged and the engine compiles every time.
-    pub fn with_code_cache(cache_dir: Option<&std::path::Path>) -> anyhow::Result<Self> {
+    /// An engine that keeps compiled code in `cache_dir`, at most `budget` bytes of it (see
+    /// [`CodeCache`]); an unusable directory is logged and the engine compiles every time.
+    pub fn with_code_cache(
+        cache_dir: Option<&std::path::Path>,
+        budget: u64,
+    ) -> anyhow::Result<Self> {
         let mut config = Config::new();
         // (Calls are made with `call_async`, so a guest that runs long yields to tokio on an
         // epoch tick instead of blocking its worker thread; wasmtime 48 enables async support
@@ -97,7 +100,7 @@ impl PluginEngine {
                 }
             })?;
 
-        let cache = cache_dir.and_then(|dir| match CodeCache::open(dir, &engine) {
+        let cache = cache_dir.and_then(|dir| match CodeCache::open(dir, &engine, budget) {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), "no code cache: {e}");

@@ -32,6 +32,7 @@ const EXTRA: &[(&str, &str)] = &[
     ("cache", "max_pending_purges"),
     ("plugins", "memory_limit"),
     ("plugins", "decision_cache_bytes"),
+    ("plugins", "code_cache_bytes"),
     ("plugins", "watch"),
     ("redis", "url"),
     ("redis", "prefix"),

@@ -1,12 +1,13 @@
 //! Plugin instances are reused between calls, safely: every call gets a fresh budget and its
-//! own request's inputs, an instance whose call failed is dropped, and none serves forever.
+//! own request's inputs, an instance whose call failed is dropped, none serves forever, and a
+//! burst leaves only as many idle instances as the pool's bounds allow.
 
 use std::time::Duration;
 
 use larder::policy::PluginEngine;
-use larder::policy::plugin::REUSE_CALLS;
+use larder::policy::plugin::{IDLE_MEMORY, MAX_IDLE, MIN_IDLE, REUSE_CALLS};
 use larder::policy::sandbox::Limits;
-use larder_bindings::types::{Param, Request, RequestDecision};
+use larder_bindings::types::{Header, Param, Request, RequestDecision};
 use larder_tests::plugins;
 
 const LIMITS: Limits = Limits {
@@ -134,4 +135,69 @@ async fn a_guest_past_its_memory_limit_is_told_what_it_asked_for_and_what_to_rai
             && message.contains("raise `plugins.memory_limit` (at most 67108864 bytes)"),
         "{message}"
     );
+}
+
+/// Calls of the `slow` plugin that overlap: each works `spin` million loops (long enough to
+/// yield on several epoch ticks) and first holds `hold_mib` MiB.
+async fn overlapping_calls(hold_mib: u32, calls: usize) -> usize {
+    let engine = PluginEngine::new().unwrap();
+    let bytes = std::fs::read(plugins::path("slow")).unwrap();
+    let plugin = std::sync::Arc::new(engine.load("slow", &bytes).unwrap());
+    let limits = Limits {
+        deadline: Duration::from_secs(5),
+        memory: 64 * 1024 * 1024,
+    };
+    let slow = |spin: u32| {
+        let mut req = request("GET", "/x", "x");
+        req.headers = vec![
+            Header {
+                name: "x-spin".into(),
+                value: spin.to_string(),
+            },
+            Header {
+                name: "x-hold-mib".into(),
+                value: hold_mib.to_string(),
+            },
+        ];
+        req
+    };
+    // Enough work for a call to straddle several 1 ms ticks, measured on this machine.
+    let mut spin = 1;
+    loop {
+        let t = std::time::Instant::now();
+        let d = plugin.on_request(0, limits, &slow(spin)).await.unwrap();
+        assert!(
+            matches!(d, RequestDecision::Pass(ref r) if r == "slow"),
+            "{d:?}"
+        );
+        if t.elapsed() >= Duration::from_millis(10) {
+            break;
+        }
+        spin *= 2;
+    }
+    let tasks: Vec<_> = (0..calls)
+        .map(|i| {
+            let (plugin, req) = (plugin.clone(), slow(spin));
+            tokio::spawn(async move { plugin.on_request(i as u64, limits, &req).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(plugin.error_count(), 0);
+    plugin.idle_instances()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_burst_of_overlapping_calls_a_bounded_number_of_instances_stay_idle() {
+    // Small instances (a Rust guest's megabyte): the pool keeps its maximum, not the burst.
+    assert_eq!(overlapping_calls(0, 3 * MAX_IDLE).await, MAX_IDLE);
+    // Instances of 13 MiB or so (a Python guest's size): as many as fit in the idle budget,
+    // which here is the floor.
+    let fit = IDLE_MEMORY / (13 << 20);
+    assert_eq!(fit.clamp(MIN_IDLE, MAX_IDLE), MIN_IDLE);
+    assert_eq!(overlapping_calls(12, 3 * MAX_IDLE).await, MIN_IDLE);
+    // In between, between the bounds.
+    let idle = overlapping_calls(3, 3 * MAX_IDLE).await;
+    assert!(MIN_IDLE < idle && idle < MAX_IDLE, "{idle}");
 }

@@ -60,9 +60,9 @@ pub const REUSE_CALLS: u32 = 10_000;
 /// [`IDLE_MEMORY`] of linear memory, but always [`MIN_IDLE`]. A Rust guest's instance holds
 /// about a megabyte; a Python one's about 12 MiB, most of it written by the interpreter, so
 /// sixteen of them would hold some 150 MB for a burst that has passed.
-const MAX_IDLE: usize = 16;
-const MIN_IDLE: usize = 2;
-const IDLE_MEMORY: usize = 32 * 1024 * 1024;
+pub const MAX_IDLE: usize = 16;
+pub const MIN_IDLE: usize = 2;
+pub const IDLE_MEMORY: usize = 32 * 1024 * 1024;
 
 impl Plugin {
     pub(super) fn new(

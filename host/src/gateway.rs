@@ -55,7 +55,8 @@ impl Snapshot {
         previous: Option<&Snapshot>,
         telemetry: &Telemetry,
     ) -> Result<Self, anyhow::Error> {
-        let routes = RouteTable::new(&config.routes).map_err(anyhow::Error::msg)?;
+        let routes = RouteTable::new(&config.routes, &config.plugins.hidden_headers)
+            .map_err(anyhow::Error::msg)?;
         let plugins = PluginSet::load_dir(
             engine,
             &config.plugins.dir,

@@ -21,6 +21,15 @@ pub struct Route {
     pub config: RouteConfig,
     /// Position in config order: indexes the snapshot's per-route tables.
     pub index: usize,
+    /// Request header fields its policy is not shown (`plugins.hidden_headers`).
+    pub hidden: Arc<[http::HeaderName]>,
+}
+
+impl Route {
+    /// Whether the policy is shown the request header field `name`.
+    pub fn shows(&self, name: &http::HeaderName) -> bool {
+        !self.hidden.contains(name)
+    }
 }
 
 /// The routes of one configuration, ready to match.
@@ -48,13 +57,16 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
 
 impl RouteTable {
     /// Builds the table; the config loader has already checked patterns and overlaps.
-    pub fn new(configs: &[RouteConfig]) -> Result<Self, String> {
+    /// `hidden`: the request header fields no route's policy is shown.
+    pub fn new(configs: &[RouteConfig], hidden: &[http::HeaderName]) -> Result<Self, String> {
+        let hidden: Arc<[http::HeaderName]> = hidden.into();
         let mut by_pattern: Vec<(String, Vec<Arc<Route>>)> = Vec::new();
         let mut routes = Vec::with_capacity(configs.len());
         for (index, config) in configs.iter().enumerate() {
             let route = Arc::new(Route {
                 config: config.clone(),
                 index,
+                hidden: hidden.clone(),
             });
             routes.push(route.clone());
             match by_pattern.iter_mut().find(|(p, _)| *p == config.path) {
@@ -155,7 +167,7 @@ mod tests {
 
     fn table(text: &str) -> RouteTable {
         let c = Config::parse(Path::new("t.toml"), text, &EnvOverrides::default()).unwrap();
-        RouteTable::new(&c.routes).unwrap()
+        RouteTable::new(&c.routes, &[]).unwrap()
     }
 
     const ROUTES: &str = r#"

@@ -115,14 +115,23 @@ fn policy_call(c: &mut Criterion) {
     // What a hit pays instead of the call (and the key derivation) when an identical request
     // came before: encoding the request and finding its decision in the thread's table.
     let decisions = Decisions::new(1 << 20);
+    let config = larder::config::Config::parse(
+        std::path::Path::new("bench.toml"),
+        "[[route]]\nname = \"ai-features\"\npath = \"/x\"\nplugin = \"p\"\n",
+        &larder::config::EnvOverrides::default(),
+    )
+    .unwrap();
+    let table =
+        larder::routes::RouteTable::new(&config.routes, &config.plugins.hidden_headers).unwrap();
+    let route = &table.routes()[0];
     let http_parts = http_request(&req);
     let decided = Decided::Lookup(ObjectKey::derive("ai-features", &parts(&wasm), &[]));
-    match decisions.find(0, &http_parts) {
+    match decisions.find(route, &http_parts) {
         Reuse::Missing(key) => decisions.remember(key, decided.clone()),
         _ => unreachable!("a fresh table"),
     }
     group.bench_function("decision reused for an identical request", |b| {
-        b.iter(|| match decisions.find(0, black_box(&http_parts)) {
+        b.iter(|| match decisions.find(route, black_box(&http_parts)) {
             Reuse::Found(found) => black_box(found),
             _ => unreachable!("remembered above"),
         })

@@ -274,6 +274,93 @@ async fn an_identical_request_reuses_the_policys_decision_and_any_other_header_i
     h.stop().await;
 }
 
+/// Header fields that trace a request (`plugins.hidden_headers`: by default `x-request-id`,
+/// `traceparent` and the like, which clients send new with every request) are not shown to the
+/// policy: a request that differs from an earlier one only in them reuses its decision. A key
+/// that varies on such a field still keeps one entry per value, and is decided every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_differing_only_in_hidden_fields_reuses_the_decision() {
+    let routes = "[[route]]\nname = \"repository\"\npath = \"/api/v1/repositories/{id}\"\nplugin = \"policy\"\n\n[[route]]\nname = \"traced\"\npath = \"/api/v2/repositories/{id}\"\nplugin = \"policy\"\n[route.settings]\nvary = \"x-request-id\"\n";
+    let install =
+        |dir: &std::path::Path| larder_tests::plugins::install("analysis-policy", dir, "policy");
+    let h = Harness::with_routes(
+        &format!("{ONE_WORKER}\n{routes}"),
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        install,
+    )
+    .await;
+    let get =
+        |h: &Harness, path: &'static str, headers: &'static [(&'static str, &'static str)]| {
+            let url = h.url(path);
+            async move { larder_tests::http::get_with(&url, headers).await }
+        };
+    let repo = "/api/v1/repositories/5";
+    assert!(!get(&h, repo, &[("x-request-id", "r1")]).await.is_hit());
+    assert_eq!(plugin_work(&h, "repository").await, (2, 0));
+    for (i, traced) in [
+        &[("x-request-id", "r2")][..],
+        &[("x-request-id", "r3"), ("traceparent", "00-4bf9-00f0-01")][..],
+        &[][..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert!(get(&h, repo, traced).await.is_hit(), "{traced:?}");
+        assert_eq!(
+            plugin_work(&h, "repository").await,
+            (2, i as u64 + 1),
+            "{traced:?}"
+        );
+    }
+
+    // Varying on a hidden field: one entry per value, each request decided by the policy.
+    let path = "/api/v2/repositories/5";
+    for (id, hit, upstream) in [("a", false, 1), ("a", true, 1), ("b", false, 2)] {
+        let r = get(
+            &h,
+            path,
+            if id == "a" {
+                &[("x-request-id", "a")]
+            } else {
+                &[("x-request-id", "b")]
+            },
+        )
+        .await;
+        assert_eq!(r.is_hit(), hit, "{id}: {}", r.cache_status());
+        assert_eq!(h.upstream_gets(path), upstream, "{id}");
+    }
+    assert_eq!(plugin_work(&h, "traced").await, (5, 0));
+    h.stop().await;
+
+    // The list is the operator's: here `traceparent` is shown, and a field of theirs is not.
+    let h = Harness::with_routes(
+        &format!("{ONE_WORKER}\n[plugins]\nhidden_headers = [\"X-Request-Id\", \"x-session-nonce\"]\n\n{routes}"),
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        install,
+    )
+    .await;
+    assert!(!get(&h, repo, &[("x-session-nonce", "1")]).await.is_hit());
+    assert!(
+        get(&h, repo, &[("x-session-nonce", "2"), ("x-request-id", "r")])
+            .await
+            .is_hit()
+    );
+    assert_eq!(plugin_work(&h, "repository").await, (2, 1));
+    assert!(
+        get(&h, repo, &[("traceparent", "00-4bf9-00f0-01")])
+            .await
+            .is_hit()
+    );
+    assert_eq!(
+        plugin_work(&h, "repository").await,
+        (3, 1),
+        "traceparent is shown"
+    );
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_that_logs_is_called_for_every_request() {
     let config = format!(

@@ -11,10 +11,11 @@
 # (adds a gateway on a three-master Redis Cluster of its own, with `redis-cli`).
 # The origin is scat-origin's /api/v1/blob?bytes=N (N bytes, `Cache-Control: max-age=60`, no
 # delay); every target is warmed with one request, so every measured request is a hit.
-# Rows with conns "64u" send a different `x-request-id` with every request (a wrk Lua script,
+# Rows with conns "64u" send a different `x-nonce` with every request (a wrk Lua script,
 # for every target alike): Larder cannot reuse an earlier request's policy decision
 # (host/src/proxy/decisions.rs) and calls the plugin for each one, as it would for clients that
-# send a unique id or trace header. Rows "64m" (1 KB only) are misses: every request a new URL (a
+# send a unique value in a field the policy is shown. (Tracing fields such as `x-request-id` are
+# not shown to policies by default, `plugins.hidden_headers`, so they would not.) Rows "64m" (1 KB only) are misses: every request a new URL (a
 # new key for every target, stored by each), the origin answering at once.
 #
 # Column "redis µs/req": the CPU time (user + system) of the redis-server (or the cluster's
@@ -155,7 +156,7 @@ request = function()
 end
 EOF
 }
-unique_script "$WORK/unique.lua" 'wrk.format(nil, nil, { ["x-request-id"] = id })'
+unique_script "$WORK/unique.lua" 'wrk.format(nil, nil, { ["x-nonce"] = id })'
 # Misses: a new URL with every request (`k=` is ignored by the origin, part of every target's
 # key).
 unique_script "$WORK/miss.lua" 'wrk.format(nil, wrk.path .. "&k=" .. id)'

@@ -225,6 +225,9 @@ pub struct PluginsConfig {
     pub code_cache: Option<PathBuf>,
     /// Bytes of compiled code the code cache may hold; the least recently used go first.
     pub code_cache_bytes: u64,
+    /// Request header fields no policy is shown (`convert::request`), and so no reused
+    /// decision depends on (`proxy::decisions`); they are still forwarded upstream.
+    pub hidden_headers: Vec<http::HeaderName>,
     /// Bytes each proxy thread may spend remembering `on-request` answers for identical
     /// requests (`proxy::decisions`); 0 calls the plugin for every request.
     pub decision_cache_bytes: usize,
@@ -387,6 +390,30 @@ mod tests {
             .to_string();
         assert!(
             err.starts_with("dir/larder.toml:2:20:") && err.contains("code_cache = \"\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hidden_headers_default_to_the_tracing_fields_and_must_be_header_names() {
+        let c = parse("").unwrap();
+        assert!(c.plugins.hidden_headers.iter().any(|h| h == "traceparent"));
+        assert!(c.plugins.hidden_headers.iter().any(|h| h == "x-request-id"));
+        let c = parse("[plugins]\nhidden_headers = [\"X-Nonce\"]\n").unwrap();
+        assert_eq!(c.plugins.hidden_headers, ["x-nonce"]);
+        assert!(
+            parse("[plugins]\nhidden_headers = []\n")
+                .unwrap()
+                .plugins
+                .hidden_headers
+                .is_empty()
+        );
+        let err = parse("[plugins]\nhidden_headers = [\"x-ok\", \"no spaces\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("dir/larder.toml:2:18:")
+                && err.contains("\"no spaces\" is not a header name"),
             "{err}"
         );
     }

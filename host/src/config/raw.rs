@@ -75,6 +75,7 @@ pub(super) struct RawPlugins {
     pub(super) watch: Option<bool>,
     pub(super) code_cache: Option<String>,
     pub(super) code_cache_bytes: Option<Spanned<u64>>,
+    pub(super) hidden_headers: Option<Spanned<Vec<String>>>,
     pub(super) decision_cache_bytes: Option<usize>,
 }
 
@@ -138,6 +139,26 @@ pub mod defaults {
     pub const MEMORY_LIMIT: usize = 16 * 1024 * 1024;
     /// A few thousand distinct requests' decisions per proxy thread.
     pub const DECISION_CACHE_BYTES: usize = 1024 * 1024;
+    /// Request fields that trace or correlate a request and never decide how to cache it; a
+    /// client or a tracing proxy sends a new value with every request, which would make every
+    /// request's decision new (`proxy::decisions`).
+    pub const HIDDEN_HEADERS: &[&str] = &[
+        "x-request-id",
+        "x-correlation-id",
+        "traceparent",
+        "tracestate",
+        "baggage",
+        "b3",
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-parentspanid",
+        "x-b3-sampled",
+        "x-b3-flags",
+        "uber-trace-id",
+        "x-amzn-trace-id",
+        "x-cloud-trace-context",
+        "sentry-trace",
+    ];
     /// About a second: a purge on another instance reaches this tier through pub/sub within
     /// milliseconds, so a second without a verified subscription means it may not.
     pub const MEMORY_TIER_TRUST_MS: u64 = 1_000;

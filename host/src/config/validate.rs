@@ -132,9 +132,34 @@ impl<'a> Locator<'a> {
                     ));
                 }
             },
+            hidden_headers: self.hidden_headers(raw.hidden_headers.as_ref())?,
             decision_cache_bytes: raw
                 .decision_cache_bytes
                 .unwrap_or(defaults::DECISION_CACHE_BYTES),
         })
+    }
+
+    /// `hidden_headers`: header names, lower-cased; by default the tracing fields.
+    fn hidden_headers(
+        &self,
+        list: Option<&toml::Spanned<Vec<String>>>,
+    ) -> Result<Vec<http::HeaderName>, ConfigError> {
+        let Some(list) = list else {
+            return Ok(defaults::HIDDEN_HEADERS
+                .iter()
+                .map(|name| http::HeaderName::from_static(name))
+                .collect());
+        };
+        list.get_ref()
+            .iter()
+            .map(|name| {
+                http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                    self.error(
+                        list.span().start,
+                        format!("`hidden_headers`: {name:?} is not a header name"),
+                    )
+                })
+            })
+            .collect()
     }
 }

@@ -23,14 +23,14 @@ const MAX_VARY_NAME_BYTES: usize = 256;
 /// A `pass` / `no-store` reason is a short word (`Cache-Status` shows its first 128 bytes).
 const MAX_REASON_BYTES: usize = 1024;
 
-/// Builds the policy's view of a request.
+/// Builds the policy's view of a request: every header field but those the route hides.
 pub fn request(parts: &http::request::Parts, matched: &RouteMatch<'_>) -> Request {
     let config = &matched.route.config;
     Request {
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().map(str::to_owned),
-        headers: headers(&parts.headers),
+        headers: shown_headers(&parts.headers, |name| matched.route.shows(name)),
         route_name: config.name.clone(),
         route_pattern: config.path.clone(),
         params: matched
@@ -72,7 +72,12 @@ pub fn response(
 }
 
 fn headers(map: &http::HeaderMap) -> Vec<Header> {
+    shown_headers(map, |_| true)
+}
+
+fn shown_headers(map: &http::HeaderMap, shows: impl Fn(&http::HeaderName) -> bool) -> Vec<Header> {
     map.iter()
+        .filter(|(name, _)| shows(name))
         .map(|(name, value)| Header {
             name: name.as_str().to_owned(),
             value: String::from_utf8_lossy(value.as_bytes()).into_owned(),

@@ -33,6 +33,7 @@ const EXTRA: &[(&str, &str)] = &[
     ("plugins", "memory_limit"),
     ("plugins", "decision_cache_bytes"),
     ("plugins", "code_cache_bytes"),
+    ("plugins", "hidden_headers"),
     ("plugins", "watch"),
     ("redis", "url"),
     ("redis", "prefix"),

@@ -12,6 +12,10 @@
 //! byte for byte those of an earlier request on the same route of the same snapshot (the same
 //! config and plugin versions: the route's name, pattern, settings and plugin are fixed by
 //! it) gets that request's decision, and the storage key derived from it, without a call.
+//! Header fields the policy is not shown (`plugins.hidden_headers`: by default the tracing
+//! fields, such as `x-request-id` and `traceparent`, that a client sends new with every
+//! request) are left out: they cannot change the answer. Unless the answer varies on one: the
+//! storage key holds the values of the fields it varies on, so such an answer is not reused.
 //! Not reused: the answer of a call that was not repeatable, of a failed call, of any other
 //! method. A reload builds a new snapshot, whose decisions start empty.
 //!
@@ -29,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use quick_cache::Weighter;
 use quick_cache::unsync::Cache;
 
+use crate::routes::Route;
 use crate::store::key::ObjectKey;
 
 /// A policy's decision on a request, as the request path acts on it.
@@ -78,8 +83,8 @@ impl Decisions {
         }
     }
 
-    /// The decision remembered for `parts` on route number `route`, if any.
-    pub fn find(&self, route: usize, parts: &http::request::Parts) -> Reuse {
+    /// The decision remembered for `parts` on `route`, if any.
+    pub fn find(&self, route: &Route, parts: &http::request::Parts) -> Reuse {
         let reusable = parts.method == http::Method::GET || parts.method == http::Method::HEAD;
         if self.budget == 0 || !reusable {
             return Reuse::Never;
@@ -147,15 +152,15 @@ impl Weighter<Box<[u8]>, Decided> for Weight {
 }
 
 /// Encodes what the policy is shown of a request, besides what its route fixes: the route's
-/// number, the method, path, query and every header, each length-prefixed so that no two
-/// different requests encode alike.
-fn encode(out: &mut Vec<u8>, route: usize, parts: &http::request::Parts) {
+/// number, the method, path, query and every header it shows, each length-prefixed so that no
+/// two requests shown differently encode alike.
+fn encode(out: &mut Vec<u8>, route: &Route, parts: &http::request::Parts) {
     fn field(out: &mut Vec<u8>, bytes: &[u8]) {
         out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         out.extend_from_slice(bytes);
     }
     out.clear();
-    out.extend_from_slice(&(route as u32).to_le_bytes());
+    out.extend_from_slice(&(route.index as u32).to_le_bytes());
     field(out, parts.method.as_str().as_bytes());
     // The authority of an HTTP/2 request is in its URI, not a header; it is part of the key.
     field(
@@ -173,8 +178,9 @@ fn encode(out: &mut Vec<u8>, route: usize, parts: &http::request::Parts) {
         }
         None => out.push(0),
     }
-    out.extend_from_slice(&(parts.headers.len() as u32).to_le_bytes());
-    for (name, value) in &parts.headers {
+    // Each header is marked, so the encoding needs no count up front.
+    for (name, value) in parts.headers.iter().filter(|(name, _)| route.shows(name)) {
+        out.push(1);
         field(out, name.as_str().as_bytes());
         field(out, value.as_bytes());
     }
@@ -192,6 +198,23 @@ mod tests {
         b.body(()).unwrap().into_parts().0
     }
 
+    /// Routes 0 and 1 of a configuration with the default hidden header fields.
+    fn route(index: usize) -> Arc<Route> {
+        static TABLE: std::sync::LazyLock<crate::routes::RouteTable> = std::sync::LazyLock::new(
+            || {
+                let text = "[[route]]\nname = \"a\"\npath = \"/a\"\nplugin = \"p\"\n\n[[route]]\nname = \"b\"\npath = \"/b\"\nplugin = \"p\"\n";
+                let c = crate::config::Config::parse(
+                    std::path::Path::new("t.toml"),
+                    text,
+                    &crate::config::EnvOverrides::default(),
+                )
+                .unwrap();
+                crate::routes::RouteTable::new(&c.routes, &c.plugins.hidden_headers).unwrap()
+            },
+        );
+        TABLE.routes()[index].clone()
+    }
+
     fn lookup(tag: &str) -> Decided {
         Decided::Lookup(ObjectKey::derive("r", &[tag], &[]))
     }
@@ -199,11 +222,11 @@ mod tests {
     /// Asks, and remembers `answer` when nothing was found; says what was found.
     fn ask(
         d: &Decisions,
-        route: usize,
+        index: usize,
         p: &http::request::Parts,
         answer: Decided,
     ) -> Option<Decided> {
-        match d.find(route, p) {
+        match d.find(&route(index), p) {
             Reuse::Found(found) => Some(found),
             Reuse::Missing(key) => {
                 d.remember(key, answer);
@@ -243,6 +266,38 @@ mod tests {
     }
 
     #[test]
+    fn header_fields_the_policy_is_not_shown_do_not_make_another_request() {
+        let d = Decisions::new(1 << 20);
+        let traced = |id: &str| {
+            parts(
+                "GET",
+                "/a",
+                &[
+                    ("accept", "json"),
+                    ("x-request-id", id),
+                    ("traceparent", id),
+                    ("X-B3-TraceId", id),
+                ],
+            )
+        };
+        assert_eq!(ask(&d, 0, &traced("1"), lookup("first")), None);
+        assert_eq!(ask(&d, 0, &traced("2"), lookup("x")), Some(lookup("first")));
+        assert_eq!(
+            ask(
+                &d,
+                0,
+                &parts("GET", "/a", &[("accept", "json")]),
+                lookup("x")
+            ),
+            Some(lookup("first")),
+            "no tracing fields at all: the same request to the policy"
+        );
+        // A field it is shown still makes another request.
+        let other = parts("GET", "/a", &[("accept", "json"), ("x-request-ids", "1")]);
+        assert_eq!(ask(&d, 0, &other, lookup("other")), None);
+    }
+
+    #[test]
     fn a_new_snapshot_starts_empty_and_a_disabled_table_or_an_unsafe_method_never_reuses() {
         let p = parts("GET", "/a", &[]);
         let old = Decisions::new(1 << 20);
@@ -255,16 +310,16 @@ mod tests {
         );
 
         let off = Decisions::new(0);
-        assert!(matches!(off.find(0, &p), Reuse::Never));
+        assert!(matches!(off.find(&route(0), &p), Reuse::Never));
         for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
             assert!(matches!(
-                new.find(0, &parts(method, "/a", &[])),
+                new.find(&route(0), &parts(method, "/a", &[])),
                 Reuse::Never
             ));
         }
         let huge = "x".repeat(MAX_KEY_BYTES);
         assert!(matches!(
-            new.find(0, &parts("GET", "/a", &[("cookie", &huge)])),
+            new.find(&route(0), &parts("GET", "/a", &[("cookie", &huge)])),
             Reuse::Never
         ));
     }

@@ -85,7 +85,7 @@ impl Exchange {
         limits: Limits,
     ) -> Result<(Decided, Option<larder_bindings::types::Request>), PluginError> {
         let decisions = &self.snapshot.decisions;
-        let reuse = match decisions.find(matched.route.index, &self.parts) {
+        let reuse = match decisions.find(matched.route, &self.parts) {
             Reuse::Found(decided) => {
                 self.telemetry().decision_reused();
                 return Ok((decided, None));
@@ -96,14 +96,21 @@ impl Exchange {
         let (decision, facts) = self
             .ask(plugin.on_request_with_body(self.request_id, limits, &req, None))
             .await?;
+        // A key that varies on a field the policy is not shown holds that field's value, which
+        // the next request with the same reuse key may not share.
+        let mut reusable = facts.repeatable;
         let decided = match decision {
             RequestDecision::Pass(reason) => Decided::Pass(reason.into()),
             RequestDecision::Lookup(key) => {
+                reusable &= key.vary.iter().all(|name| {
+                    http::HeaderName::from_bytes(name.as_bytes())
+                        .is_ok_and(|name| matched.route.shows(&name))
+                });
                 Decided::Lookup(self.object_key(&matched.route.config.name, &key))
             }
         };
         if let Reuse::Missing(request_key) = reuse
-            && facts.repeatable
+            && reusable
         {
             decisions.remember(request_key, decided.clone());
         }

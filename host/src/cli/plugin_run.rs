@@ -75,7 +75,8 @@ fn headers(list: &[String]) -> anyhow::Result<Vec<Header>> {
 
 /// The request a route `route_name` with the pattern `pattern` (default: the path itself, no
 /// parameters) would show the policy for `method` and `path_and_query`: the path parameters
-/// captured and percent-decoded as the gateway's router does.
+/// captured and percent-decoded as the gateway's router does, the header fields a gateway
+/// hides by default (`plugins.hidden_headers`) left out.
 pub fn request(
     method: &str,
     path_and_query: &str,
@@ -103,11 +104,15 @@ pub fn request(
             value: crate::routes::percent_decode(v),
         })
         .collect();
+    let hidden = crate::config::defaults::HIDDEN_HEADERS;
     Ok(Request {
         method: method.to_ascii_uppercase(),
         path,
         query,
-        headers,
+        headers: headers
+            .into_iter()
+            .filter(|h| !hidden.contains(&h.name.to_ascii_lowercase().as_str()))
+            .collect(),
         route_name: route_name.to_owned(),
         route_pattern: pattern,
         params,
@@ -197,4 +202,33 @@ pub fn invalidation(i: &Invalidation) -> Value {
         InvalidationTarget::Prefix(k) => json!({ "prefix": key_ref(k) }),
     };
     json!({ "target": target, "soft": i.soft })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_shown_leaves_out_what_a_gateway_hides_by_default() {
+        let shown = |name: &str| Header {
+            name: name.into(),
+            value: "1".into(),
+        };
+        let req = request(
+            "get",
+            "/r/7?x=1",
+            Some("/r/{id}"),
+            "r",
+            vec![shown("accept"), shown("x-request-id"), shown("Traceparent")],
+            vec![],
+        )
+        .unwrap();
+        let names: Vec<_> = req.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["accept"]);
+        assert_eq!(
+            (req.method.as_str(), req.query.as_deref()),
+            ("GET", Some("x=1"))
+        );
+        assert_eq!(req.params[0].value, "7");
+    }
 }

@@ -138,6 +138,8 @@ pub struct Gateway {
     /// Fills in flight (misses and background refreshes), for request coalescing.
     pub coalescer: Arc<crate::proxy::coalesce::Coalescer>,
     pub telemetry: Telemetry,
+    /// Counts published snapshots, for whoever must follow a reload (the watcher).
+    pub published: tokio::sync::watch::Sender<u64>,
 }
 
 impl Gateway {
@@ -194,6 +196,7 @@ impl Gateway {
             engine,
             next_request_id: AtomicU64::new(1),
             reload_lock: tokio::sync::Mutex::new(()),
+            published: tokio::sync::watch::channel(0).0,
             coalescer: Default::default(),
             telemetry,
         });
@@ -209,6 +212,7 @@ impl Gateway {
     /// Publishes a new snapshot; requests already running keep theirs.
     pub fn publish(&self, snapshot: Snapshot) {
         self.snapshot.store(Arc::new(snapshot));
+        self.published.send_modify(|n| *n += 1);
     }
 
     pub fn request_id(&self) -> u64 {

@@ -5,14 +5,17 @@
 //! does the same one level up: it renames a new plugin directory over the old one, or swaps a
 //! symlink to it. So the plugin directory's parent is watched too, and when an entry of that
 //! name appears or goes away the directory is watched again under its path (the new inode) and
-//! the plugins reloaded. Events come in bursts (a rename is two, a build tool writes in several
-//! steps), so they are debounced: a reload starts once the directories have been quiet for
-//! [`QUIET`]. A file caught half-written is refused like any broken plugin (the previous version
-//! keeps serving) and the write that completes it triggers the next reload. Access events, which
-//! the gateway's own reads cause, are ignored.
+//! the plugins reloaded. A reload that moves the plugin directory (`plugins.dir` edited in the
+//! config file) moves the watches with it, whatever started the reload.
+//!
+//! Events come in bursts (a rename is two, a build tool writes in several steps), so they are
+//! debounced: a reload starts once the directories have been quiet for [`QUIET`]. A file
+//! caught half-written is refused like any broken plugin (the previous version keeps serving)
+//! and the write that completes it triggers the next reload. Access events, which the
+//! gateway's own reads cause, are ignored.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
@@ -24,7 +27,7 @@ pub const QUIET: Duration = Duration::from_millis(100);
 
 /// Keeps the watch alive; dropping it stops watching.
 pub struct WatchGuard {
-    _watcher: Arc<Mutex<RecommendedWatcher>>,
+    _watches: Arc<Mutex<Watches>>,
 }
 
 /// What a file-system event means to the gateway.
@@ -36,11 +39,21 @@ enum Change {
     PluginDir,
 }
 
+/// The watcher and what it watches.
+struct Watches {
+    watcher: RecommendedWatcher,
+    /// Absolute, symlinks kept: events name paths under what is watched, and the plugin
+    /// directory is recognised among its parent's entries by its path. Shared with the event
+    /// handler, which runs on the watcher's thread.
+    plugin_dir: Arc<RwLock<PathBuf>>,
+    config_dir: PathBuf,
+    /// Directories watched now: the plugin directory, its parent, the config file's.
+    watched: Vec<PathBuf>,
+}
+
 /// Starts watching the current snapshot's plugin directory and config file.
 pub fn start(gw: Arc<Gateway>) -> anyhow::Result<WatchGuard> {
     let snapshot = gw.snapshot();
-    // Absolute, symlinks kept: the events name paths under what is watched, and the plugin
-    // directory is recognised among its parent's entries by its path.
     let plugin_dir = std::path::absolute(&snapshot.config.plugins.dir)?;
     let config_file = snapshot.config.path.clone();
     let config_dir = std::path::absolute(
@@ -52,7 +65,8 @@ pub fn start(gw: Arc<Gateway>) -> anyhow::Result<WatchGuard> {
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Change>();
     let relevant_config = config_dir.join(config_file.file_name().unwrap_or_default());
-    let dir = plugin_dir.clone();
+    let shared_dir = Arc::new(RwLock::new(plugin_dir.clone()));
+    let dir = shared_dir.clone();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if matches!(event.kind, EventKind::Access(_)) {
@@ -61,8 +75,9 @@ pub fn start(gw: Arc<Gateway>) -> anyhow::Result<WatchGuard> {
         if event.need_rescan() {
             let _ = tx.send(Change::PluginDir);
         }
+        let dir = dir.read().unwrap_or_else(|p| p.into_inner());
         for path in event.paths {
-            if path == dir {
+            if path == *dir {
                 let _ = tx.send(Change::PluginDir);
                 continue;
             }
@@ -74,23 +89,37 @@ pub fn start(gw: Arc<Gateway>) -> anyhow::Result<WatchGuard> {
             }
         }
     })?;
-    let watcher = Arc::new(Mutex::new(watcher));
-    {
-        let mut w = lock(&watcher);
-        w.watch(&plugin_dir, RecursiveMode::NonRecursive)?;
-        let mut others: Vec<&Path> = vec![&config_dir];
-        others.extend(plugin_dir.parent());
-        others.dedup();
-        for other in others.into_iter().filter(|d| *d != plugin_dir) {
-            w.watch(other, RecursiveMode::NonRecursive)?;
-        }
-    }
+    let mut watches = Watches {
+        watcher,
+        plugin_dir: shared_dir,
+        config_dir,
+        watched: Vec::new(),
+    };
+    watches.point_at(plugin_dir.clone())?;
+    let watches = Arc::new(Mutex::new(watches));
     tracing::info!(plugins = %plugin_dir.display(), config = %config_file.display(), "watching for changes");
 
     let weak_gw = Arc::downgrade(&gw);
-    let weak_watcher = Arc::downgrade(&watcher);
+    let weak_watches = Arc::downgrade(&watches);
+    let mut published = gw.published.subscribe();
     tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
+        loop {
+            let first = tokio::select! {
+                change = rx.recv() => match change {
+                    Some(change) => change,
+                    None => return,
+                },
+                // A reload from anywhere (SIGHUP, the admin API, this task) may have moved
+                // the plugin directory.
+                published = published.changed() => {
+                    if published.is_err() {
+                        return;
+                    }
+                    let Some(gw) = weak_gw.upgrade() else { return };
+                    follow(&weak_watches, &gw);
+                    continue;
+                }
+            };
             let mut changed = vec![first];
             while let Ok(Some(change)) = tokio::time::timeout(QUIET, rx.recv()).await {
                 changed.push(change);
@@ -98,8 +127,10 @@ pub fn start(gw: Arc<Gateway>) -> anyhow::Result<WatchGuard> {
             changed.sort();
             changed.dedup();
             let Some(gw) = weak_gw.upgrade() else { return };
-            if changed.contains(&Change::PluginDir) {
-                watch_again(&weak_watcher, &plugin_dir);
+            if changed.contains(&Change::PluginDir)
+                && let Some(watches) = weak_watches.upgrade()
+            {
+                lock(&watches).watch_again();
             }
             tracing::info!(changed = ?changed, "change detected: reloading");
             if let Err(e) = crate::reload::reload(&gw).await {
@@ -107,31 +138,79 @@ pub fn start(gw: Arc<Gateway>) -> anyhow::Result<WatchGuard> {
             }
         }
     });
-    Ok(WatchGuard { _watcher: watcher })
+    Ok(WatchGuard { _watches: watches })
 }
 
-/// Moves the plugin directory's watch to whatever its path names now. Before the reload that
-/// follows, so a file changed in between is read by that reload or noticed by the new watch.
-fn watch_again(watcher: &Weak<Mutex<RecommendedWatcher>>, plugin_dir: &Path) {
-    let Some(watcher) = watcher.upgrade() else {
+/// Moves the watches to the published snapshot's plugin directory, if it moved.
+fn follow(watches: &Weak<Mutex<Watches>>, gw: &Gateway) {
+    let Some(watches) = watches.upgrade() else {
         return;
     };
-    let mut w = lock(&watcher);
-    // The old watch may be gone already (the watcher drops it when the entry leaves the parent).
-    let _ = w.unwatch(plugin_dir);
-    match w.watch(plugin_dir, RecursiveMode::NonRecursive) {
+    let Ok(now) = std::path::absolute(&gw.snapshot().config.plugins.dir) else {
+        return;
+    };
+    let mut w = lock(&watches);
+    if *w.plugin_dir.read().unwrap_or_else(|p| p.into_inner()) == now {
+        return;
+    }
+    match w.point_at(now.clone()) {
         Ok(()) => {
-            tracing::info!(plugins = %plugin_dir.display(), "plugin directory replaced: watching the new one")
+            tracing::info!(plugins = %now.display(), "plugin directory moved: watching it there")
         }
-        // Gone for now: the reload says so, and its return is an event in the parent.
-        Err(e) => {
-            tracing::warn!(plugins = %plugin_dir.display(), "plugin directory not watched: {e}")
+        Err(e) => tracing::warn!(plugins = %now.display(), "plugin directory not watched: {e}"),
+    }
+}
+
+impl Watches {
+    /// Watches `plugin_dir`, its parent and the config file's directory, and nothing else.
+    fn point_at(&mut self, plugin_dir: PathBuf) -> notify::Result<()> {
+        for old in std::mem::take(&mut self.watched) {
+            let _ = self.watcher.unwatch(&old);
+        }
+        *self.plugin_dir.write().unwrap_or_else(|p| p.into_inner()) = plugin_dir.clone();
+        let mut dirs = vec![plugin_dir.clone(), self.config_dir.clone()];
+        dirs.extend(plugin_dir.parent().map(Path::to_owned));
+        let mut result = Ok(());
+        for dir in dirs {
+            if self.watched.contains(&dir) {
+                continue;
+            }
+            match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => self.watched.push(dir),
+                Err(e) if result.is_ok() => result = Err(e),
+                Err(_) => {}
+            }
+        }
+        result
+    }
+
+    /// Moves the plugin directory's watch to whatever its path names now. Before the reload
+    /// that follows, so a file changed in between is read by that reload or noticed by the new
+    /// watch.
+    fn watch_again(&mut self) {
+        let dir = self
+            .plugin_dir
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        // The old watch may be gone already (the watcher drops it when the entry leaves the
+        // parent).
+        let _ = self.watcher.unwatch(&dir);
+        match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                if !self.watched.contains(&dir) {
+                    self.watched.push(dir.clone());
+                }
+                tracing::info!(plugins = %dir.display(), "plugin directory replaced: watching the new one");
+            }
+            // Gone for now: the reload says so, and its return is an event in the parent.
+            Err(e) => tracing::warn!(plugins = %dir.display(), "plugin directory not watched: {e}"),
         }
     }
 }
 
-fn lock(watcher: &Mutex<RecommendedWatcher>) -> std::sync::MutexGuard<'_, RecommendedWatcher> {
-    watcher
+fn lock(watches: &Mutex<Watches>) -> std::sync::MutexGuard<'_, Watches> {
+    watches
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -266,6 +266,46 @@ async fn a_plugin_directory_replaced_by_a_deploy_is_watched_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_directory_moved_in_the_config_file_is_watched_where_it_now_is() {
+    // The plugin directory as the config file names it (not from the environment).
+    let h = Harness::with_routes_and_env(
+        &format!("[plugins]\ndir = \"plugins\"\n\n{CONFIG}"),
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        with_policy("analysis-policy"),
+        |env| env.plugin_dir = None,
+    )
+    .await;
+    eventually(&h, PATH, "the first policy serves", serves).await;
+    let moved = h.plugin_dir().with_file_name("plugins-b");
+    std::fs::create_dir(&moved).unwrap();
+    plugins::install("panic", &moved, "policy");
+
+    // The config file now names the other directory: the watched config reloads, and the
+    // watches move there.
+    let config = format!("[plugins]\ndir = \"plugins-b\"\n\n{CONFIG}");
+    let tmp = h.config_path().with_extension("tmp");
+    std::fs::write(&tmp, config).unwrap();
+    std::fs::rename(&tmp, h.config_path()).unwrap();
+    eventually(&h, PATH, "the moved directory's plugin serves", traps).await;
+    let tmp = moved.join(".policy.wasm.tmp");
+    std::fs::write(
+        &tmp,
+        std::fs::read(plugins::path("analysis-policy")).unwrap(),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, moved.join("policy.wasm")).unwrap();
+    eventually(
+        &h,
+        PATH,
+        "a change in the moved directory is noticed",
+        serves,
+    )
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_added_to_the_config_file_takes_effect() {
     let h = Harness::with_routes(
         CONFIG,

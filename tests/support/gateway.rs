@@ -98,6 +98,18 @@ impl Harness {
         Self::start(config, store, origin, install, true).await
     }
 
+    /// Like [`Harness::with_routes`], with the environment overrides changed by `tweak` (e.g.
+    /// no plugin directory, so that the config file's counts).
+    pub async fn with_routes_and_env(
+        config: &str,
+        store: StoreKind,
+        origin: OriginConfig,
+        install: impl FnOnce(&Path),
+        tweak: impl FnOnce(&mut EnvOverrides),
+    ) -> Harness {
+        Self::start_with(config, store, origin, install, true, tweak).await
+    }
+
     /// Writes the config into a temp dir, as a deployment would, and points it at the test's
     /// origin, ports and Redis through the environment overrides, which reloads keep.
     async fn start(

@@ -8,7 +8,9 @@
 #   tests/load/run.sh                     # wrk, redis-server, nginx, varnish from Debian's packages
 #
 # Knobs: DURATION (seconds per c64 run, default 10), SIZES (default "1024 65536"), CLUSTER=1
-# (adds a gateway on a three-master Redis Cluster of its own, with `redis-cli`).
+# (adds a gateway on a three-master Redis Cluster of its own, with `redis-cli`), REVERSE=1
+# (measures the targets in the opposite order, Larder first). Each size's rows print once all
+# its targets ran.
 # The origin is scat-origin's /api/v1/blob?bytes=N (N bytes, `Cache-Control: max-age=60`, no
 # delay); every target is warmed with one request, so every measured request is a hit.
 # Rows with conns "64u" send a different `x-nonce` with every request (a wrk Lua script,
@@ -197,11 +199,18 @@ printf "\n%-14s %6s %5s %10s %8s %8s %8s %9s %13s %10s\n" target size conns "req
 for size in $SIZES; do
   path="/api/v1/blob?bytes=$size"
   declare -A base=() vbase=()
+  measured=()
   targets=()
   [ -n "$NGINX_PORT" ] && targets+=("nginx:$NGINX_PORT")
   [ -n "$VARNISH_PORT" ] && targets+=("varnish:$VARNISH_PORT")
   targets+=("larder-redis:$LARDER_REDIS" "larder-tier:$LARDER_TIER")
   [ -n "$LARDER_CLUSTER" ] && targets+=("larder-cluster:$LARDER_CLUSTER")
+  # REVERSE=1 measures Larder first: a machine that slows down as a run goes on (a cloud VM's
+  # CPU credits, heat) favours whoever goes first. The ratios are computed once all ran.
+  if [ -n "${REVERSE:-}" ]; then
+    for ((i = ${#targets[@]} - 1; i >= 0; i--)); do reversed+=("${targets[i]}"); done
+    targets=("${reversed[@]}"); unset reversed
+  fi
   for t in "${targets[@]}"; do
     name=${t%%:*}; port=${t##*:}
     url="http://127.0.0.1:$port$path"
@@ -224,18 +233,21 @@ for size in $SIZES; do
         read -r calls1 us1 < <(plugin_calls "$admin")
         plugin_us=$(awk -v c="$((calls1 - calls0))" -v u="$us1" -v v="$us0" 'BEGIN { if (c >= 1000) printf "%.1f", (u - v) / c; else print "-" }')
       fi
-      key="$conns"
-      [ "$name" = nginx ] && base[$key]=$rps
-      [ "$name" = varnish ] && vbase[$key]=$rps
-      ratio="-"; vratio="-"
-      [ -n "${base[$key]:-}" ] && ratio=$(awk -v a="$rps" -v b="${base[$key]}" 'BEGIN { printf "%.2f", a/b }')
-      [ -n "${vbase[$key]:-}" ] && vratio=$(awk -v a="$rps" -v b="${vbase[$key]}" 'BEGIN { printf "%.2f", a/b }')
+      [ "$name" = nginx ] && base[$conns]=$rps
+      [ "$name" = varnish ] && vbase[$conns]=$rps
       # Redis's CPU is the gateways' own figure; the peers do not use it.
       case "$name" in larder*) ;; *) redis_us="-" ;; esac
-      printf "%-14s %6s %5s %10s %8s %8s %8s %9s %13s %10s\n" "$name" "$size" "$conns" "$rps" "$p50" "$p99" "$ratio" "$vratio" "$redis_us" "$plugin_us"
+      measured+=("$name $conns $rps $p50 $p99 $redis_us $plugin_us")
     done
   done
-  unset base vbase
+  for row in "${measured[@]}"; do
+    read -r name conns rps p50 p99 redis_us plugin_us <<<"$row"
+    ratio="-"; vratio="-"
+    [ -n "${base[$conns]:-}" ] && ratio=$(awk -v a="$rps" -v b="${base[$conns]}" 'BEGIN { printf "%.2f", a/b }')
+    [ -n "${vbase[$conns]:-}" ] && vratio=$(awk -v a="$rps" -v b="${vbase[$conns]}" 'BEGIN { printf "%.2f", a/b }')
+    printf "%-14s %6s %5s %10s %8s %8s %8s %9s %13s %10s\n" "$name" "$size" "$conns" "$rps" "$p50" "$p99" "$ratio" "$vratio" "$redis_us" "$plugin_us"
+  done
+  unset base vbase measured
 done
 echo
 echo "origin requests (the warm-ups, and one per miss): $(curl -fs "http://127.0.0.1:$ORIGIN_PORT/_origin/counts")"

@@ -116,7 +116,13 @@ pub fn start(gw: Arc<Gateway>) -> anyhow::Result<WatchGuard> {
                         return;
                     }
                     let Some(gw) = weak_gw.upgrade() else { return };
-                    follow(&weak_watches, &gw);
+                    // A file written there between the publication and the new watch was
+                    // missed: read the directory once more.
+                    if follow(&weak_watches, &gw)
+                        && let Err(e) = crate::reload::reload(&gw).await
+                    {
+                        tracing::error!("reload refused, still serving the previous configuration: {e:#}");
+                    }
                     continue;
                 }
             };
@@ -141,17 +147,17 @@ pub fn start(gw: Arc<Gateway>) -> anyhow::Result<WatchGuard> {
     Ok(WatchGuard { _watches: watches })
 }
 
-/// Moves the watches to the published snapshot's plugin directory, if it moved.
-fn follow(watches: &Weak<Mutex<Watches>>, gw: &Gateway) {
+/// Moves the watches to the published snapshot's plugin directory; whether it had moved.
+fn follow(watches: &Weak<Mutex<Watches>>, gw: &Gateway) -> bool {
     let Some(watches) = watches.upgrade() else {
-        return;
+        return false;
     };
     let Ok(now) = std::path::absolute(&gw.snapshot().config.plugins.dir) else {
-        return;
+        return false;
     };
     let mut w = lock(&watches);
     if *w.plugin_dir.read().unwrap_or_else(|p| p.into_inner()) == now {
-        return;
+        return false;
     }
     match w.point_at(now.clone()) {
         Ok(()) => {
@@ -159,24 +165,33 @@ fn follow(watches: &Weak<Mutex<Watches>>, gw: &Gateway) {
         }
         Err(e) => tracing::warn!(plugins = %now.display(), "plugin directory not watched: {e}"),
     }
+    true
 }
 
 impl Watches {
-    /// Watches `plugin_dir`, its parent and the config file's directory, and nothing else.
+    /// Watches `plugin_dir`, its parent and the config file's directory, and nothing else. A
+    /// parent that cannot be watched (not readable) only costs noticing a replaced directory,
+    /// and is logged; the other two are errors.
     fn point_at(&mut self, plugin_dir: PathBuf) -> notify::Result<()> {
         for old in std::mem::take(&mut self.watched) {
             let _ = self.watcher.unwatch(&old);
         }
         *self.plugin_dir.write().unwrap_or_else(|p| p.into_inner()) = plugin_dir.clone();
-        let mut dirs = vec![plugin_dir.clone(), self.config_dir.clone()];
-        dirs.extend(plugin_dir.parent().map(Path::to_owned));
+        let parent = plugin_dir.parent().map(Path::to_owned);
         let mut result = Ok(());
-        for dir in dirs {
-            if self.watched.contains(&dir) {
+        for (dir, required) in [
+            (Some(plugin_dir), true),
+            (Some(self.config_dir.clone()), true),
+            (parent, false),
+        ] {
+            let Some(dir) = dir.filter(|d| !self.watched.contains(d)) else {
                 continue;
-            }
+            };
             match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
                 Ok(()) => self.watched.push(dir),
+                Err(e) if !required => {
+                    tracing::warn!(dir = %dir.display(), "cannot watch the plugin directory's parent, so a replaced plugin directory is noticed only by a reload: {e}")
+                }
                 Err(e) if result.is_ok() => result = Err(e),
                 Err(_) => {}
             }

@@ -63,11 +63,35 @@ pub fn start(gw: Arc<Gateway>) -> anyhow::Result<WatchGuard> {
             .unwrap_or(Path::new(".")),
     )?;
 
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Change>();
-    let relevant_config = config_dir.join(config_file.file_name().unwrap_or_default());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Change>();
     let shared_dir = Arc::new(RwLock::new(plugin_dir.clone()));
-    let dir = shared_dir.clone();
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+    let config = config_dir.join(config_file.file_name().unwrap_or_default());
+    let watcher = notify::recommended_watcher(handler(tx, shared_dir.clone(), config))?;
+    let mut watches = Watches {
+        watcher,
+        plugin_dir: shared_dir,
+        config_dir,
+        watched: Vec::new(),
+    };
+    watches.point_at(plugin_dir.clone())?;
+    let watches = Arc::new(Mutex::new(watches));
+    tracing::info!(plugins = %plugin_dir.display(), config = %config_file.display(), "watching for changes");
+    tokio::spawn(reload_on_change(
+        Arc::downgrade(&gw),
+        Arc::downgrade(&watches),
+        rx,
+        gw.published.subscribe(),
+    ));
+    Ok(WatchGuard { _watches: watches })
+}
+
+/// What the watcher's thread does with an event: tells the reloading task what it means.
+fn handler(
+    tx: tokio::sync::mpsc::UnboundedSender<Change>,
+    dir: Arc<RwLock<PathBuf>>,
+    config: PathBuf,
+) -> impl FnMut(notify::Result<notify::Event>) + Send + 'static {
+    move |event| {
         let Ok(event) = event else { return };
         if matches!(event.kind, EventKind::Access(_)) {
             return;
@@ -84,67 +108,60 @@ pub fn start(gw: Arc<Gateway>) -> anyhow::Result<WatchGuard> {
             // Only the watched directories' own entries: the parent may hold other `.wasm` files.
             let wasm = path.extension().is_some_and(|e| e == "wasm")
                 && path.parent() == Some(dir.as_path());
-            if wasm || path == relevant_config {
+            if wasm || path == config {
                 let _ = tx.send(Change::File(path));
             }
         }
-    })?;
-    let mut watches = Watches {
-        watcher,
-        plugin_dir: shared_dir,
-        config_dir,
-        watched: Vec::new(),
-    };
-    watches.point_at(plugin_dir.clone())?;
-    let watches = Arc::new(Mutex::new(watches));
-    tracing::info!(plugins = %plugin_dir.display(), config = %config_file.display(), "watching for changes");
+    }
+}
 
-    let weak_gw = Arc::downgrade(&gw);
-    let weak_watches = Arc::downgrade(&watches);
-    let mut published = gw.published.subscribe();
-    tokio::spawn(async move {
-        loop {
-            let first = tokio::select! {
-                change = rx.recv() => match change {
-                    Some(change) => change,
-                    None => return,
-                },
-                // A reload from anywhere (SIGHUP, the admin API, this task) may have moved
-                // the plugin directory.
-                published = published.changed() => {
-                    if published.is_err() {
-                        return;
-                    }
-                    let Some(gw) = weak_gw.upgrade() else { return };
-                    // A file written there between the publication and the new watch was
-                    // missed: read the directory once more.
-                    if follow(&weak_watches, &gw)
-                        && let Err(e) = crate::reload::reload(&gw).await
-                    {
-                        tracing::error!("reload refused, still serving the previous configuration: {e:#}");
-                    }
-                    continue;
+/// Reloads once the changes have been quiet for [`QUIET`], and follows the plugin directory
+/// wherever a reload moves it. Ends with the gateway or the watcher.
+async fn reload_on_change(
+    gw: Weak<Gateway>,
+    watches: Weak<Mutex<Watches>>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Change>,
+    mut published: tokio::sync::watch::Receiver<u64>,
+) {
+    loop {
+        let first = tokio::select! {
+            change = rx.recv() => match change {
+                Some(change) => change,
+                None => return,
+            },
+            // A reload from anywhere (SIGHUP, the admin API, this task) may have moved the
+            // plugin directory.
+            published = published.changed() => {
+                let (Ok(()), Some(gw)) = (published, gw.upgrade()) else { return };
+                // A file written there between the publication and the new watch was missed:
+                // read the directory once more.
+                if follow(&watches, &gw) {
+                    reload(&gw).await;
                 }
-            };
-            let mut changed = vec![first];
-            while let Ok(Some(change)) = tokio::time::timeout(QUIET, rx.recv()).await {
-                changed.push(change);
+                continue;
             }
-            changed.sort();
-            changed.dedup();
-            let Some(gw) = weak_gw.upgrade() else { return };
-            if changed.contains(&Change::PluginDir)
-                && let Some(watches) = weak_watches.upgrade()
-            {
-                lock(&watches).watch_again();
-            }
-            tracing::info!(changed = ?changed, "change detected: reloading");
-            if let Err(e) = crate::reload::reload(&gw).await {
-                tracing::error!("reload refused, still serving the previous configuration: {e:#}");
-            }
+        };
+        let mut changed = vec![first];
+        while let Ok(Some(change)) = tokio::time::timeout(QUIET, rx.recv()).await {
+            changed.push(change);
         }
-    });
-    Ok(WatchGuard { _watches: watches })
+        changed.sort();
+        changed.dedup();
+        let Some(gw) = gw.upgrade() else { return };
+        if changed.contains(&Change::PluginDir)
+            && let Some(watches) = watches.upgrade()
+        {
+            lock(&watches).watch_again();
+        }
+        tracing::info!(changed = ?changed, "change detected: reloading");
+        reload(&gw).await;
+    }
+}
+
+async fn reload(gw: &Gateway) {
+    if let Err(e) = crate::reload::reload(gw).await {
+        tracing::error!("reload refused, still serving the previous configuration: {e:#}");
+    }
 }
 
 /// Moves the watches to the published snapshot's plugin directory; whether it had moved.

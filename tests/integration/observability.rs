@@ -148,6 +148,7 @@ async fn stats_and_metrics_count_what_clients_were_told() {
         .unwrap()
             >= 4.0
     );
+    // As in `/stats`: each hit's saving may read up to 1 ms short of the fill's 100 ms.
     assert!(
         sample(
             &m,
@@ -155,7 +156,7 @@ async fn stats_and_metrics_count_what_clients_were_told() {
             &[("route", "repository")]
         )
         .unwrap()
-            >= 0.3
+            >= 0.297
     );
 
     // A write that invalidates, a reload: both counted.

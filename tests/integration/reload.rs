@@ -23,6 +23,17 @@ fn with_policy(plugin: &'static str) -> impl FnOnce(&Path) {
     move |dir: &Path| plugins::install(plugin, dir, "policy")
 }
 
+/// A gateway whose one route's policy is `analysis-policy`, installed as `policy.wasm`.
+async fn gateway() -> Harness {
+    Harness::with_routes(
+        CONFIG,
+        StoreKind::Memory,
+        OriginConfig::zero_delay(),
+        with_policy("analysis-policy"),
+    )
+    .await
+}
+
 /// Replaces `policy.wasm` the way an editor or `cargo xtask` does: write aside, rename in place.
 fn replace_policy(h: &Harness, bytes: &[u8]) {
     let tmp = h.plugin_dir().join(".policy.wasm.tmp");
@@ -60,13 +71,7 @@ async fn eventually(h: &Harness, path: &str, what: &str, check: impl Fn(&http::R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_plugin_file_takes_effect_without_a_restart() {
-    let h = Harness::with_routes(
-        CONFIG,
-        StoreKind::Memory,
-        OriginConfig::zero_delay(),
-        with_policy("analysis-policy"),
-    )
-    .await;
+    let h = gateway().await;
     h.get(PATH).await;
     assert!(h.get(PATH).await.is_hit());
     let before = policy_version(&h).await;
@@ -82,13 +87,7 @@ async fn a_new_plugin_file_takes_effect_without_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_plugin_file_is_refused_and_the_previous_version_keeps_serving() {
-    let h = Harness::with_routes(
-        CONFIG,
-        StoreKind::Memory,
-        OriginConfig::zero_delay(),
-        with_policy("analysis-policy"),
-    )
-    .await;
+    let h = gateway().await;
     h.get(PATH).await;
     let good = policy_version(&h).await;
     for (what, bytes) in [
@@ -121,13 +120,7 @@ async fn a_broken_plugin_file_is_refused_and_the_previous_version_keeps_serving(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_directory_that_cannot_be_read_keeps_every_plugin_serving() {
-    let h = Harness::with_routes(
-        CONFIG,
-        StoreKind::Memory,
-        OriginConfig::zero_delay(),
-        with_policy("analysis-policy"),
-    )
-    .await;
+    let h = gateway().await;
     h.get(PATH).await;
     let good = policy_version(&h).await;
 
@@ -210,13 +203,7 @@ fn serves(r: &http::Reply) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_directory_replaced_by_a_deploy_is_watched_again() {
-    let h = Harness::with_routes(
-        CONFIG,
-        StoreKind::Memory,
-        OriginConfig::zero_delay(),
-        with_policy("analysis-policy"),
-    )
-    .await;
+    let h = gateway().await;
     eventually(&h, PATH, "the first policy serves", serves).await;
     let dir = h.plugin_dir();
     let base = dir.parent().unwrap().to_owned();
@@ -307,13 +294,7 @@ async fn a_plugin_directory_moved_in_the_config_file_is_watched_where_it_now_is(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_added_to_the_config_file_takes_effect() {
-    let h = Harness::with_routes(
-        CONFIG,
-        StoreKind::Memory,
-        OriginConfig::zero_delay(),
-        with_policy("analysis-policy"),
-    )
-    .await;
+    let h = gateway().await;
     let insights = "/api/v1/insights";
     assert!(h.get(insights).await.cache_status().contains("no-route"));
     let mut text = std::fs::read_to_string(h.config_path()).unwrap();

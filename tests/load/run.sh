@@ -9,8 +9,10 @@
 #
 # Knobs: DURATION (seconds per c64 run, default 10), SIZES (default "1024 65536"), CLUSTER=1
 # (adds a gateway on a three-master Redis Cluster of its own, with `redis-cli`), REVERSE=1
-# (measures the targets in the opposite order, Larder first). Each size's rows print once all
-# its targets ran.
+# (measures the targets in the opposite order, Larder first), POLICY=FILE.wasm (the gateways'
+# route runs this plugin instead of `standard`: what a policy of your own, or a Python one, costs
+# under load, in the column "plugin µs" of the 64u rows). Each size's rows print once all its
+# targets ran.
 # The origin is scat-origin's /api/v1/blob?bytes=N (N bytes, `Cache-Control: max-age=60`, no
 # delay); every target is warmed with one request, so every measured request is a hit.
 # Rows with conns "64u" send a different `x-nonce` with every request (a wrk Lua script,
@@ -31,6 +33,13 @@ DURATION="${DURATION:-10}"
 SIZES="${SIZES:-1024 65536}"
 require wrk redis-server curl
 start_origin_and_redis
+POLICY_NAME=standard
+if [ -n "${POLICY:-}" ]; then
+  mkdir -p "$WORK/plugins"
+  cp "$POLICY" "$WORK/plugins/"
+  PLUGINS="$WORK/plugins"
+  POLICY_NAME=$(basename "$POLICY" .wasm)
+fi
 
 # Two gateways: Redis only, and Redis behind a 64 MiB memory tier (and with CLUSTER=1 one on a
 # Redis Cluster). Not called in `$(...)`: a subshell's PIDS would be lost, and the gateways left
@@ -48,7 +57,7 @@ watch = false
 [[route]]
 name = "blob"
 path = "/api/v1/blob"
-plugin = "standard"
+plugin = "$POLICY_NAME"
 EOF
   REDIS_URL="${3:-redis://127.0.0.1:$REDIS_PORT}" LARDER_UPSTREAM="http://127.0.0.1:$ORIGIN_PORT" \
     LARDER_LISTEN="127.0.0.1:$port" LARDER_ADMIN_LISTEN="127.0.0.1:$admin" \

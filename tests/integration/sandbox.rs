@@ -337,6 +337,57 @@ async fn a_flooding_plugin_is_bounded_in_what_it_writes_and_hands_over() {
     origin.shutdown().await;
 }
 
+/// `tests/python-plugins/sandbox-probe`, compiled once for the tests that call it. Compiling
+/// CPython's component takes seconds: call it off the async threads, as the gateway does.
+fn python_probe() -> &'static larder::policy::Plugin {
+    static PROBE: std::sync::OnceLock<larder::policy::Plugin> = std::sync::OnceLock::new();
+    PROBE.get_or_init(|| {
+        let bytes = std::fs::read(plugins::python_path("sandbox-probe")).unwrap();
+        let engine = larder::policy::PluginEngine::new().unwrap();
+        engine
+            .load("sandbox-probe", &bytes)
+            .expect("the probe loads")
+    })
+}
+
+/// The Python SDK has componentize-py's runtime build the SDK's own `Request` and `Header` for
+/// the host's records (`larder_policy.export`), saving a conversion per call. The runtime looks
+/// its record classes up after importing the policy's module, which is what makes this work; a
+/// componentize-py that looked them up earlier would still serve (the SDK converts what it is
+/// given) but slower, and fails this test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_policy_receives_the_sdks_own_request_objects_from_the_runtime() {
+    use larder::policy::sandbox::Limits;
+    use larder_bindings::types::{Header, Request, RequestDecision};
+
+    let plugin = tokio::task::spawn_blocking(python_probe).await.unwrap();
+    let request = Request {
+        method: "GET".into(),
+        path: "/records".into(),
+        query: None,
+        headers: vec![Header {
+            name: "accept".into(),
+            value: "*/*".into(),
+        }],
+        route_name: "probe".into(),
+        route_pattern: "/records".into(),
+        params: vec![],
+        settings: vec![],
+    };
+    let limits = Limits {
+        deadline: Duration::from_secs(5),
+        memory: 32 << 20,
+    };
+    let decision = plugin.on_request(1, limits, &request).await.unwrap();
+    let RequestDecision::Pass(built) = decision else {
+        panic!("the probe passes with the classes it was given: {decision:?}");
+    };
+    assert_eq!(
+        built,
+        "larder_policy.messages.Request;larder_policy.messages.Header"
+    );
+}
+
 /// The sandbox does not depend on the guest's language: `tests/python-plugins/sandbox-probe`, a
 /// Python policy (CPython in the component), tries to read a file the test made, list `/`,
 /// connect to a port the test listens on, read the environment and both clocks, and finds
@@ -344,17 +395,11 @@ async fn a_flooding_plugin_is_bounded_in_what_it_writes_and_hands_over() {
 /// limit like a Rust guest, and the plugin serves on afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_policy_gets_no_files_sockets_environment_or_clock_and_is_held_to_its_limits() {
+    use larder::policy::PluginError;
     use larder::policy::sandbox::Limits;
-    use larder::policy::{PluginEngine, PluginError};
     use larder_bindings::types::{Param, Request, RequestDecision};
 
-    let bytes = std::fs::read(plugins::python_path("sandbox-probe")).unwrap();
-    let engine = PluginEngine::new().unwrap();
-    // Compiling CPython's component takes seconds: off the async threads, as the gateway does.
-    let plugin = tokio::task::spawn_blocking(move || engine.load("sandbox-probe", &bytes))
-        .await
-        .unwrap()
-        .expect("the probe loads");
+    let plugin = tokio::task::spawn_blocking(python_probe).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret.txt");

@@ -9,6 +9,11 @@
   uses it makes the file and listens on the port, so each would succeed outside the sandbox.
 - `loop`: never returns (the deadline must stop it).
 - `hog`: allocates without bound (the memory limit must stop it).
+
+A request for the path `/records` is answered before the SDK's adapter sees it: it passes with
+the classes componentize-py's runtime built for the host's `request` record and its first
+header, `module.Class` each, `;`-separated. They are the SDK's own when its lift is in effect
+(`larder_policy.export`), the generated bindings' otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import larder_policy
 from larder_policy import Invalidation, Request, RequestDecision, Response, ResponseDecision
@@ -79,4 +85,15 @@ class Probe(larder_policy.Policy):
         return []
 
 
-Policy = larder_policy.export(Probe)
+def class_name(value: object) -> str:
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+class Policy(larder_policy.export(Probe)):  # type: ignore[misc]
+    def on_request(self, req: Any) -> Any:
+        if req.path == "/records":
+            from wit_world.imports import types
+
+            built = [class_name(req), *map(class_name, req.headers[:1])]
+            return types.RequestDecision_Pass(";".join(built))
+        return super().on_request(req)

@@ -1,11 +1,17 @@
 """The adapter against the real bindings: componentize-py generates them for `wit/policy.wit`
 (skipped where componentize-py is not installed next to this Python), and the adapter must
-turn the host's records into the SDK's types and the SDK's decisions into the host's."""
+turn the host's records into the SDK's types and the SDK's decisions into the host's.
+
+Inside a component the SDK points the generated record names at its own types, so the runtime
+builds those (`lift_into_sdk_types`); the tests taking `wit` run both ways: with the records
+as generated, and lifted into the SDK's types.
+"""
 
 import importlib
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,13 +34,14 @@ from larder_policy import (
     export,
     testing,
 )
+from larder_policy.export import lift_into_sdk_types
 
 WIT = Path(__file__).resolve().parents[4] / "wit" / "policy.wit"
 
 
 @pytest.fixture(scope="module")
-def wit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
-    """The generated `larder:policy/types` module."""
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
+    """The generated `larder:policy/types` module, as generated."""
     cli = Path(sys.executable).with_name("componentize-py")
     if not cli.exists():
         pytest.skip("componentize-py is not installed next to this Python")
@@ -48,6 +55,32 @@ def wit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
         yield importlib.import_module("wit_world.imports.types")
     finally:
         sys.path.remove(str(out))
+
+
+#: The records the host sends, which `lift_into_sdk_types` replaces.
+LIFTED = ("Header", "Param", "Request", "Response")
+
+
+@contextmanager
+def lifted(types: ModuleType) -> Iterator[ModuleType]:
+    """`types` with the host's records lifted into the SDK's types, as inside a component."""
+    saved = {name: getattr(types, name) for name in LIFTED}
+    lift_into_sdk_types(types)
+    try:
+        yield types
+    finally:
+        for name, record in saved.items():
+            setattr(types, name, record)
+
+
+@pytest.fixture(params=["as generated", "lifted into the SDK's types"])
+def wit(request: pytest.FixtureRequest, generated: ModuleType) -> Iterator[ModuleType]:
+    """The generated module, both ways."""
+    if request.param == "as generated":
+        yield generated
+    else:
+        with lifted(generated) as types:
+            yield types
 
 
 class Mirror(Policy):
@@ -217,7 +250,37 @@ def test_the_adapter_builds_the_same_request_and_response_as_the_constructors(
     )
 
 
-def test_a_routes_settings_are_one_object_until_they_change(wit: ModuleType) -> None:
+def test_records_lifted_into_the_sdks_types_reach_the_policy_as_they_are(
+    generated: ModuleType,
+) -> None:
+    from larder_policy import Header, Param
+    from larder_policy.export import _request
+
+    converted = _request(request(generated))
+    with lifted(generated) as types:
+        req = request(types)
+        resp = types.Response(200, [types.Header("etag", '"v1"')], None)
+    assert type(req) is Request and type(resp) is Response
+    assert type(req.headers[0]) is Header and type(req.params[0]) is Param
+    assert req == converted
+    # One `Settings` per route, whichever way the request came.
+    assert req.settings is converted.settings
+    seen: list[tuple[Request, Response]] = []
+
+    class Spy(Policy):
+        def on_request(self, req: Request) -> RequestDecision:
+            return RequestDecision.pass_("spy")
+
+        def on_response(self, req: Request, resp: Response) -> ResponseDecision:
+            seen.append((req, resp))
+            return ResponseDecision.no_store("spy")
+
+    export(Spy)().on_response(req, resp)
+    assert seen[0][0] is req and seen[0][1] is resp
+
+
+def test_a_routes_settings_are_one_object_until_they_change(generated: ModuleType) -> None:
+    wit = generated
     # `larder_policy.export` is also the name of the function the package exports.
     export_module = importlib.import_module("larder_policy.export")
     _request, _settings = export_module._request, export_module._settings

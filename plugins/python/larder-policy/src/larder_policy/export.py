@@ -16,6 +16,15 @@ Rust SDK logs a panic.
 The conversions run on every call, so they are written for speed (a call's whole budget inside
 WebAssembly is tens of microseconds, and CPython there is several times slower than natively):
 
+- The host's records arrive as the SDK's own objects, with no conversion: componentize-py's
+  runtime looks up the class of each WIT record in the generated module once, after importing
+  the app (and with it this module), and calls it with the record's fields in WIT order. So
+  at import this module points the generated names `Header`, `Param`, `Request` and
+  `Response` at the SDK's `Header` and `Param` and at functions building the SDK's `Request`
+  and `Response` (`lift_into_sdk_types`). A call checks the type it was given and converts
+  anything else as below, so a runtime that looked its classes up earlier still works. This
+  saves the generated dataclasses' `__init__` per record and the second object per header:
+  about 4 µs of a 50 µs `on-request` (`cargo bench --bench figures -- policy_call`).
 - `Request` and `Response` are built with `object.__new__` and their slots set directly, not
   through the frozen dataclass's `__init__` (which sets each field through
   `object.__setattr__` by name, with its keyword handling on top). The result is the same
@@ -98,12 +107,17 @@ _settings_cache: dict[tuple[str, tuple[tuple[str, str], ...]], Settings] = {}
 
 def _settings(route: str, params: Iterable[Any]) -> Settings:
     """The `Settings` of `route`, one object per distinct route name and settings."""
-    key = (route, tuple(map(_name_value, params)))
+    return _route_settings(route, tuple(map(_name_value, params)))
+
+
+def _route_settings(route: str, pairs: tuple[tuple[str, str], ...]) -> Settings:
+    """`_settings`, given the settings as (name, value) pairs (`Param`s are such pairs)."""
+    key = (route, pairs)
     settings = _settings_cache.get(key)
     if settings is None:
         if len(_settings_cache) >= _SETTINGS_CACHE_SIZE:
             _settings_cache.clear()
-        settings = Settings(route, tuple([_new_tuple(Param, pair) for pair in key[1]]))
+        settings = Settings(route, tuple([_new_tuple(Param, pair) for pair in pairs]))
         _settings_cache[key] = settings
     return settings
 
@@ -142,7 +156,52 @@ _set_status, _set_response_headers, _set_body_size = _slot_setters(
 )
 
 
+def _lift_request(
+    method: str,
+    path: str,
+    query: str | None,
+    headers: list[Header],
+    route_name: str,
+    route_pattern: str,
+    params: list[Param],
+    settings: list[Param],
+) -> Request:
+    """The SDK's `Request` from the fields of the WIT record, as the runtime passes them when
+    `Header` and `Param` are the SDK's (`lift_into_sdk_types`)."""
+    request = _new_object(Request)
+    _set_method(request, method)
+    _set_path(request, path)
+    _set_query(request, query)
+    _set_request_headers(request, tuple(headers))
+    _set_route_name(request, route_name)
+    _set_route_pattern(request, route_pattern)
+    _set_params(request, tuple(params))
+    _set_settings(request, _route_settings(route_name, tuple(settings)))
+    return request
+
+
+def _lift_response(status: int, headers: list[Header], body_size: int | None) -> Response:
+    """The SDK's `Response` from the fields of the WIT record (see `_lift_request`)."""
+    response = _new_object(Response)
+    _set_status(response, status)
+    _set_response_headers(response, tuple(headers))
+    _set_body_size(response, body_size)
+    return response
+
+
+def lift_into_sdk_types(types: ModuleType) -> None:
+    """Points the generated module `types` (`wit_world.imports.types`) at the SDK's types for
+    the records the host sends, so that the runtime builds those directly (see the module docs).
+    Done at import when the generated module exists, that is inside the component."""
+    types.Header = Header  # type: ignore[attr-defined]
+    types.Param = Param  # type: ignore[attr-defined]
+    types.Request = _lift_request  # type: ignore[attr-defined]
+    types.Response = _lift_response  # type: ignore[attr-defined]
+
+
 def _request(req: Any) -> Request:
+    if type(req) is Request:
+        return req
     request = _new_object(Request)
     _set_method(request, req.method)
     _set_path(request, req.path)
@@ -156,6 +215,8 @@ def _request(req: Any) -> Request:
 
 
 def _response(resp: Any) -> Response:
+    if type(resp) is Response:
+        return resp
     response = _new_object(Response)
     _set_status(response, resp.status)
     _set_response_headers(response, _headers(resp.headers))
@@ -252,3 +313,18 @@ def export(policy_class: type[Policy]) -> type:
             return [_invalidation(i) for i in invalidations]
 
     return Export
+
+
+def _generated_types() -> ModuleType | None:
+    """The generated `larder:policy/types` module, if this runs inside a component build (or
+    beside generated bindings); `None` natively."""
+    try:
+        from wit_world.imports import types
+    except ImportError:
+        return None
+    return types if hasattr(types, "RequestDecision_Lookup") else None
+
+
+_generated = _generated_types()
+if _generated is not None:
+    lift_into_sdk_types(_generated)

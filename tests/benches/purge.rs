@@ -36,6 +36,7 @@ fn entry(key: &ObjectKey) -> NewEntry {
             vary_marker: false,
         },
         tags,
+        lease: None,
     }
 }
 

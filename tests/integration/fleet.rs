@@ -368,13 +368,26 @@ async fn a_fill_lease_has_one_holder_and_ends_with_its_outcome() {
         "renewed: {ttl} ms left"
     );
 
+    // Waited for (b found it held): its end is announced.
+    let published = redis.calls("publish");
     a.finish_fill(lease, true).await;
+    assert_eq!(
+        redis.calls("publish") - published,
+        1,
+        "the waiters are told"
+    );
     assert_eq!(kind(&claim(&b, ClaimMode::Wait).await), "stored");
     assert_eq!(kind(&claim(&b, ClaimMode::New).await), "stored");
     let Claim::Won(lease) = claim(&b, ClaimMode::Force).await else {
         panic!("a waiter that found no usable entry takes the lease over a stored outcome")
     };
+    // Nobody waited for this one: no announcement.
     b.finish_fill(lease, false).await;
+    assert_eq!(
+        redis.calls("publish") - published,
+        1,
+        "no message for a fill nobody waits for"
+    );
     assert_eq!(kind(&claim(&a, ClaimMode::Wait).await), "unstorable");
     let Claim::Won(lease) = claim(&a, ClaimMode::New).await else {
         panic!("a new miss takes the lease over an unstorable outcome")
@@ -395,7 +408,54 @@ async fn a_fill_lease_has_one_holder_and_ends_with_its_outcome() {
 
 /// The one lease key in `redis`.
 fn key_name(redis: &RedisServer) -> String {
-    let keys = redis.keys("larder:lease:*");
+    let keys = redis.keys("larder:fill-lease:*");
     assert_eq!(keys.len(), 1, "{keys:?}");
     keys[0].clone()
+}
+
+/// A fill that stores ends its lease in the store's own round trip: the store script writes the
+/// entry and replaces the lease by its outcome, so a miss costs Redis one script call, not a
+/// second one for the lease; and a fill no other instance waited for is not announced. (On a
+/// route whose entries carry only implicit tags, the lookup is an `MGET` and the claim a
+/// `SET NX`: the store is the only script.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_that_stores_ends_its_lease_in_the_same_round_trip() {
+    use larder_tests::gateway::{Harness, StoreKind};
+
+    let redis = RedisServer::start();
+    let h = Harness::demo(StoreKind::Redis(redis.url()), OriginConfig::zero_delay()).await;
+    let path = |n| format!("/api/v1/echo?cache_control=max-age%3D60&body=b{n}");
+    // The first miss loads the store script into Redis (`EVAL` once, `EVALSHA` after).
+    assert!(h.get(&path(0)).await.cache_status().ends_with("; stored"));
+    let (evalsha, publish) = (redis.calls("evalsha"), redis.calls("publish"));
+
+    for n in 1..=10 {
+        let reply = h.get(&path(n)).await;
+        assert!(
+            reply.cache_status().ends_with("; stored"),
+            "{}",
+            reply.cache_status()
+        );
+    }
+    // The lease ended with the store, before the answer.
+    assert_eq!(
+        redis.calls("evalsha") - evalsha,
+        10,
+        "one script call per miss"
+    );
+    assert_eq!(redis.calls("publish"), publish, "nobody waited: no news");
+    // Outcomes live two seconds: those still there say the fill stored.
+    let leases = redis.keys("larder:fill-lease:*");
+    assert!(!leases.is_empty());
+    for lease in leases {
+        let outcome: String = redis::cmd("GET")
+            .arg(&lease)
+            .query(&mut redis.conn())
+            .expect("GET");
+        assert_eq!(outcome, "done:stored", "{lease}");
+    }
+    for n in 1..=10 {
+        assert!(h.get(&path(n)).await.is_hit());
+    }
+    h.stop().await;
 }

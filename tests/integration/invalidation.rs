@@ -150,20 +150,6 @@ async fn the_redis_store_meets_the_storage_contract() {
     assert!(redis.keys("contract:tag:*").len() > 3);
 }
 
-/// Calls of `command` Redis has served (`INFO commandstats`; commands run by scripts count).
-fn calls(redis: &RedisServer, command: &str) -> u64 {
-    let info: String = ::redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut redis.conn())
-        .unwrap();
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_hit_is_one_round_trip_with_or_without_explicit_tags() {
     use larder::store::key::tag_id;
@@ -190,28 +176,28 @@ async fn a_redis_hit_is_one_round_trip_with_or_without_explicit_tags() {
     assert!(store.lookup(&tagged).await.unwrap().is_some());
 
     let (mget, evalsha, get) = (
-        calls(&redis, "mget"),
-        calls(&redis, "evalsha"),
-        calls(&redis, "get"),
+        redis.calls("mget"),
+        redis.calls("evalsha"),
+        redis.calls("get"),
     );
     for _ in 0..10 {
         assert!(store.lookup(&plain).await.unwrap().is_some());
     }
-    assert_eq!(calls(&redis, "mget") - mget, 10, "one MGET per plain hit");
-    assert_eq!(calls(&redis, "evalsha") - evalsha, 0);
-    assert_eq!(calls(&redis, "get") - get, 0);
+    assert_eq!(redis.calls("mget") - mget, 10, "one MGET per plain hit");
+    assert_eq!(redis.calls("evalsha") - evalsha, 0);
+    assert_eq!(redis.calls("get") - get, 0);
 
-    let (mget, evalsha) = (calls(&redis, "mget"), calls(&redis, "evalsha"));
+    let (mget, evalsha) = (redis.calls("mget"), redis.calls("evalsha"));
     for _ in 0..10 {
         assert!(store.lookup(&tagged).await.unwrap().is_some());
     }
     assert_eq!(
-        calls(&redis, "evalsha") - evalsha,
+        redis.calls("evalsha") - evalsha,
         10,
         "one script call per tagged hit"
     );
     // The script's own MGET of the tokens, and nothing else.
-    assert_eq!(calls(&redis, "mget") - mget, 10);
+    assert_eq!(redis.calls("mget") - mget, 10);
 
     // Both still see their purges: the key of the plain entry, the policy's tag of the other.
     store.purge(&[plain.implicit_tags[0]], false).await.unwrap();
@@ -343,15 +329,15 @@ async fn a_store_that_guesses_its_tokens_wrong_writes_nothing_wrong() {
     let first = key("first");
     let stored = a.store(&first, entry(&first, "1", now_us())).await;
     assert_eq!(stored.unwrap(), StoreOutcome::Stored);
-    let (evalsha, set) = (calls(&redis, "evalsha"), calls(&redis, "set"));
+    let (evalsha, set) = (redis.calls("evalsha"), redis.calls("set"));
     let known = key("known");
     a.lookup(&known).await.unwrap();
     let stored = a.store(&known, entry(&known, "2", now_us())).await;
     assert_eq!(stored.unwrap(), StoreOutcome::Stored);
-    assert_eq!(calls(&redis, "evalsha") - evalsha, 1, "one round trip");
+    assert_eq!(redis.calls("evalsha") - evalsha, 1, "one round trip");
     // Each of its four tags' tokens (the key, two prefixes, `repo:7`) and the entry: all set
     // from inside the script.
-    assert_eq!(calls(&redis, "set") - set, 4 + 1);
+    assert_eq!(redis.calls("set") - set, 4 + 1);
     assert_eq!(found(&a, &known).await.unwrap().1, Standing::Current);
 
     // B purges the tag (hard, then soft) while fills of A are in flight: A still guesses the
@@ -398,7 +384,7 @@ async fn a_store_that_guesses_its_tokens_wrong_writes_nothing_wrong() {
     let started = now_us();
     b.purge(&[raced.implicit_tags[0]], false).await.unwrap();
     assert!(a.lookup(&raced).await.unwrap().is_none());
-    let evalsha = calls(&redis, "evalsha");
+    let evalsha = redis.calls("evalsha");
     let mut old = contract::entry(
         bytes::Bytes::from_static(b"old"),
         raced.implicit_tags.clone(),
@@ -406,7 +392,7 @@ async fn a_store_that_guesses_its_tokens_wrong_writes_nothing_wrong() {
     old.meta.fill_started_us = started;
     let stored = a.store(&raced, old).await;
     assert_eq!(stored.unwrap(), StoreOutcome::PurgedDuringFill);
-    assert_eq!(calls(&redis, "evalsha"), evalsha);
+    assert_eq!(redis.calls("evalsha"), evalsha);
 
     // A token this version cannot read (an older version's): the fill is refused, the token is
     // replaced as by a hard purge now, and a later fill is stored.

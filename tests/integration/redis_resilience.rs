@@ -206,6 +206,7 @@ async fn lru_eviction_never_breaks_invalidation() {
                 vary_marker: false,
             },
             tags,
+            lease: None,
         };
         store.store(&k, entry).await.unwrap();
     }

@@ -162,6 +162,21 @@ impl RedisServer {
             .expect("CLIENT KILL TYPE pubsub")
     }
 
+    /// Calls of `command` Redis has served (`INFO commandstats`; commands run by scripts
+    /// count).
+    pub fn calls(&self, command: &str) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.conn())
+            .expect("INFO commandstats");
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Keys matching `pattern`, via SCAN.
     pub fn keys(&self, pattern: &str) -> Vec<String> {
         let mut conn = self.conn();

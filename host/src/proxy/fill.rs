@@ -24,6 +24,7 @@ use super::upstream::UpstreamError;
 use crate::config::RouteConfig;
 use crate::store::ObjectKey;
 use crate::store::key::Digest;
+use crate::store::redis::Lease;
 
 /// Whether requests collapsed onto a fill may be given its response.
 pub(super) enum Share {
@@ -41,6 +42,17 @@ pub(super) struct Miss {
     pub(super) stale: Option<Stale>,
     /// The request's body, forwarded.
     pub(super) body: Body,
+    /// The fleet lease this fill holds (`fleet.rs`), for the store to end with its write.
+    pub(super) lease: Option<Lease>,
+}
+
+/// What a fill hands its store besides the response.
+pub(super) struct FillStart {
+    /// When the fill started: a tag purged since keeps its result out of the store (no
+    /// resurrection).
+    pub(super) started_us: u64,
+    /// See [`Miss::lease`].
+    pub(super) lease: Option<Lease>,
 }
 
 /// What a fill produced.
@@ -127,9 +139,13 @@ impl Exchange {
             status,
             mut stale,
             body,
+            lease,
         } = miss;
         let route = &policy.route.config;
-        let fill_started_us = crate::store::tags::now_us();
+        let start = FillStart {
+            started_us: crate::store::tags::now_us(),
+            lease,
+        };
         let body = match &self.post {
             Some(post) => Body::from(post.bytes.clone()),
             None => body,
@@ -176,7 +192,7 @@ impl Exchange {
                 Err(other) => return other,
             }
         };
-        self.store_response(policy, &object, rparts, bytes, status, fill_started_us)
+        self.store_response(policy, &object, rparts, bytes, status, start)
             .await
     }
 

@@ -36,6 +36,7 @@ impl Exchange {
             status: CacheStatus::forward(Forward::Stale).detail("background-refresh"),
             stale: Some(stale),
             body: Body::empty(),
+            lease: None,
         };
         self.detached_fill(policy, miss, Task::Refresh, move |f| {
             leader.publish(f.shareable())

@@ -3,8 +3,9 @@
 //! ([`crate::store::redis::Lease`]).
 //!
 //! A miss's first request in this instance claims the entry's lease. The instance that wins
-//! fills as usual, then ends the lease with the outcome and announces it. The others wait for
-//! that announcement (polling the lease meanwhile) and answer from the store, as a request
+//! fills as usual, then ends the lease with the outcome, announced if another instance waits
+//! (in the entry's write, when that is one script on a single Redis). The others wait for that
+//! announcement (polling the lease meanwhile) and answer from the store, as a request
 //! collapsed onto another's fill (`Cache-Status: ...; collapsed; detail="fleet"`); their own
 //! followers get the same answer. A waiter goes upstream on its own when:
 //!
@@ -64,7 +65,14 @@ impl Exchange {
                     if mode == ClaimMode::Wait {
                         self.telemetry().lease_taken_over();
                     }
+                    let miss = Miss {
+                        lease: Some(lease.clone()),
+                        ..miss
+                    };
                     let filled = redis.renewing(&lease, self.fill(policy, miss)).await;
+                    if lease.ended_by_store() {
+                        return filled;
+                    }
                     // The waiters learn the outcome from Redis; this client need not wait for
                     // that round trip.
                     let (gw, stored) = (self.gw.clone(), filled.stored());

@@ -50,6 +50,7 @@ impl Exchange {
                         status,
                         stale,
                         body,
+                        lease: None,
                     };
                     let task = Task::Leader(fill_id);
                     let fill = self
@@ -83,6 +84,7 @@ impl Exchange {
             status,
             stale,
             body,
+            lease: None,
         };
         boxed(self.fill(policy, miss)).await.into_response()
     }

@@ -12,7 +12,7 @@ use larder_bindings::types::{ResponseDecision, StoreDirective};
 use super::Exchange;
 use super::cache_status::CacheStatus;
 use super::conditional;
-use super::fill::{Filled, Share};
+use super::fill::{FillStart, Filled, Share};
 use super::policy::PolicyCall;
 use super::vary::{self, Vary};
 use crate::policy::convert;
@@ -29,7 +29,7 @@ impl Exchange {
         rparts: http::response::Parts,
         bytes: Bytes,
         status: CacheStatus,
-        fill_started_us: u64,
+        start: FillStart,
     ) -> Filled {
         let route = &policy.route.config;
         let policy_resp =
@@ -63,29 +63,34 @@ impl Exchange {
             let status = status.detail("not-revalidatable");
             return Filled::complete(rparts, bytes, status, None, Share::No);
         }
-        self.store_entry(object, rparts, bytes, status, fill_started_us, directive)
+        self.store_entry(object, rparts, bytes, status, start, directive)
             .await
     }
 
     /// Writes the entry `directive` describes, and says whether collapsed requests may share it.
+    /// A response that does not vary is one write, which also ends the fill's lease; the writes
+    /// of a varying one leave that to the fill's end (`fleet.rs`).
     async fn store_entry(
         &self,
         object: &ObjectKey,
         rparts: http::response::Parts,
         bytes: Bytes,
         status: CacheStatus,
-        fill_started_us: u64,
+        start: FillStart,
         directive: StoreDirective,
     ) -> Filled {
-        let (entry, age) =
-            self.new_entry(&rparts, bytes.clone(), object, fill_started_us, directive);
+        let (mut entry, age) =
+            self.new_entry(&rparts, bytes.clone(), object, start.started_us, directive);
         let storing = Instant::now();
         let (outcome, variant) = match Vary::of(&rparts.headers) {
             Vary::Star => {
                 let status = status.detail("vary-star");
                 return Filled::complete(rparts, bytes, status, None, Share::No);
             }
-            Vary::None => (self.gw.store.store(object, entry).await, None),
+            Vary::None => {
+                entry.lease = start.lease;
+                (self.gw.store.store(object, entry).await, None)
+            }
             Vary::Fields(fields) => {
                 let variant = vary::variant_key(object, &fields, &self.parts.headers);
                 (
@@ -134,6 +139,7 @@ impl Exchange {
                 ..entry.meta
             },
             tags: entry.tags.clone(),
+            lease: None,
         };
         if self.gw.store.store(object, marker).await? == StoreOutcome::PurgedDuringFill {
             return Ok(StoreOutcome::PurgedDuringFill);
@@ -184,6 +190,7 @@ impl Exchange {
                 vary_marker: false,
             },
             tags,
+            lease: None,
         };
         (entry, u64::from(initial_age))
     }

@@ -53,6 +53,9 @@ pub struct NewEntry {
     pub meta: EntryMeta,
     /// Explicit and implicit tags.
     pub tags: Vec<TagId>,
+    /// The fleet lease of the fill that produced it, for a Redis store to end with the write
+    /// (`redis/lease.rs`); other stores ignore it.
+    pub lease: Option<redis::Lease>,
 }
 
 /// What became of a store request.
@@ -257,6 +260,7 @@ pub mod contract {
                 vary_marker: false,
             },
             tags,
+            lease: None,
         }
     }
 

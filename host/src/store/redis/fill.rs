@@ -10,6 +10,7 @@
 //! the ones it records; otherwise they are two round trips.
 
 use super::breaker::Breaker;
+use super::lease::Lease;
 use super::{PURGE_MARKER_TTL_SECS, RedisStore};
 use crate::store::StoreError;
 use crate::store::cluster::Conn;
@@ -31,15 +32,17 @@ pub(super) enum Known {
 
 impl RedisStore {
     /// Writes `entry` in one round trip if its tags' tokens are the ones last seen (or none
-    /// where none was seen: this fill creates them, with `fresh`), which it then records. On a
-    /// single Redis only, on `conn` through `obj_gate`; the entry lives `life` seconds, its
-    /// tokens at least `token_life`.
+    /// where none was seen: this fill creates them, with `fresh`), which it then records, and
+    /// then ends the fill's `lease` if it has one. On a single Redis only, on `conn` through
+    /// `obj_gate`; the entry lives `life` seconds, its tokens at least `token_life`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn store_if_known(
         &self,
         obj_key: &str,
         entry: &mut Entry,
         fresh: &[Token],
         (life, token_life): (u64, u64),
+        lease: Option<&Lease>,
         obj_gate: &Breaker,
         conn: &mut Conn,
     ) -> Result<Known, StoreError> {
@@ -62,6 +65,14 @@ impl RedisStore {
         for (recorded, fresh) in guessed.iter().zip(fresh) {
             invocation.arg(recorded.encode()).arg(fresh.encode());
         }
+        let outcome = lease.map(|lease| self.stored_outcome(lease));
+        if let Some(outcome) = &outcome {
+            invocation
+                .key(outcome.key())
+                .arg(outcome.holder())
+                .arg(&outcome.life_ms)
+                .arg(&outcome.channel);
+        }
         let mut reply: Vec<Option<Vec<u8>>> = self
             .guarded(obj_gate, invocation.invoke_async(conn))
             .await?;
@@ -73,6 +84,9 @@ impl RedisStore {
         if reply[0].as_deref() == Some(b"1") {
             for ((tag, _), token) in entry.tags.iter().zip(guessed) {
                 self.shared.known.saw(*tag, Some(token));
+            }
+            if let Some(outcome) = outcome {
+                outcome.ended();
             }
             return Ok(Known::Stored);
         }

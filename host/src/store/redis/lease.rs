@@ -2,19 +2,30 @@
 //!
 //! Within one instance, concurrent misses for an entry already wait for one fill
 //! (`proxy/coalesce.rs`). Across instances the lease does the same: the first instance to miss
-//! takes `<prefix>lease:<route>:<digest>` (`SET` only if free, with a short expiry its holder
-//! renews while the fill runs); the others wait for the fill to land and answer from the store
-//! (`proxy/fleet.rs`). When the fill ends the holder replaces its lease by the outcome
-//! (`done:stored` or `done:unstorable`, kept two seconds) and publishes the lease's name on
-//! `<prefix>fills` ([`super::fill_news`]), so waiters learn at once; they also poll the lease,
-//! so a lost message costs a poll interval, never an answer.
+//! takes `<prefix>fill-lease:<route>:<digest>` (`SET` only if free, with a short expiry its
+//! holder renews while the fill runs); the others wait for the fill to land and answer from the
+//! store (`proxy/fleet.rs`). When the fill ends the holder replaces its lease by the outcome
+//! (`done:stored` or `done:unstorable`, kept two seconds) and, if another instance waits for
+//! it, publishes the lease's name on `<prefix>fills` ([`super::fill_news`]), so waiters learn at
+//! once; they also poll the lease, so a lost message costs a poll interval, never an answer.
+//!
+//! Who waits: a claim that finds the lease held marks it (the holder's id gets a `+`), and only
+//! a marked lease's end is announced. Most misses are nobody else's (a new key, one instance),
+//! and a message per miss that every instance receives and drops cost about 14% of the misses a
+//! gateway answers (`tests/load/miss.sh`). The key's name changed with the mark (it was
+//! `<prefix>lease:`): during a rolling upgrade, instances of the earlier release, whose scripts
+//! do not know the mark, keep to their own leases, so each release fills a cold key once
+//! rather than a marked lease outliving a holder that cannot end it.
 //!
 //! A holder that dies or stalls stops renewing: its lease expires within [`LEASE`], and one
 //! waiting instance takes over. Every step is one round trip through the breaker and the
 //! store's timeout: when Redis is slow or down, instances fill on their own at once. A miss
-//! costs its instance two round trips more than a fill without the fleet (the claim, the
-//! finish); a waiting instance one per poll; a hit none.
+//! costs its instance one round trip more than a fill without the fleet (the claim: on a single
+//! Redis the store's script also ends the lease when the entry is written in one round trip,
+//! otherwise ending it is a second); a waiting instance one per poll; a hit none.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::RedisStore;
@@ -68,15 +79,53 @@ impl ClaimMode {
 
 /// A lease this instance holds, until it is finished (a lease dropped unfinished expires within
 /// [`LEASE`]). [`RedisStore::renewing`] keeps it while the fill runs.
+///
+/// A fill that stores on a single Redis ends its lease in the store's script (the entry, then
+/// the outcome and its announcement, in one round trip); the fill carries a clone of its lease
+/// to the store for that (`NewEntry::lease`), and [`Lease::ended_by_store`] tells its holder
+/// that [`RedisStore::finish_fill`] has nothing left to do.
+#[derive(Debug, Clone)]
 pub struct Lease {
     key: LeaseKey,
     holder: String,
+    ended_by_store: Arc<AtomicBool>,
+}
+
+impl Lease {
+    /// Whether the store that wrote this lease's entry also ended the lease (or found it lost
+    /// to another holder, who will).
+    pub fn ended_by_store(&self) -> bool {
+        self.ended_by_store.load(Ordering::Relaxed)
+    }
+}
+
+/// What the store script needs to end a lease with `done:stored`: its key, its holder, the
+/// outcome's life in ms and the fill news channel.
+pub(super) struct StoredOutcome<'a> {
+    pub(super) lease: &'a Lease,
+    pub(super) life_ms: String,
+    pub(super) channel: String,
+}
+
+impl StoredOutcome<'_> {
+    pub(super) fn key(&self) -> &str {
+        &self.lease.key.0
+    }
+
+    pub(super) fn holder(&self) -> &str {
+        &self.lease.holder
+    }
+
+    /// The script ran: the lease is ended (or was not this instance's any more).
+    pub(super) fn ended(&self) {
+        self.lease.ended_by_store.store(true, Ordering::Relaxed);
+    }
 }
 
 impl RedisStore {
     /// The lease of the fill of `digest` on `route`.
     pub fn lease_key(&self, route: &str, digest: Digest) -> LeaseKey {
-        LeaseKey(format!("{}lease:{route}:{digest}", self.shared.prefix))
+        LeaseKey(format!("{}fill-lease:{route}:{digest}", self.shared.prefix))
     }
 
     /// Takes the lease if no other instance holds it (and `mode` allows), or says why not.
@@ -96,11 +145,22 @@ impl RedisStore {
             1 => Claim::Won(Lease {
                 key: key.clone(),
                 holder,
+                ended_by_store: Arc::default(),
             }),
             2 => Claim::Stored,
             3 => Claim::Unstorable,
             _ => Claim::Held,
         })
+    }
+
+    /// How the store script ends `lease` when it writes the lease's entry (single Redis only:
+    /// in a cluster the lease and the entry live in different slots).
+    pub(super) fn stored_outcome<'a>(&self, lease: &'a Lease) -> StoredOutcome<'a> {
+        StoredOutcome {
+            lease,
+            life_ms: OUTCOME_LIFE.as_millis().to_string(),
+            channel: self.fills_channel(),
+        }
     }
 
     /// Ends `lease` with its fill's outcome and tells the waiting instances. Best effort: a

@@ -295,6 +295,7 @@ impl Storage for RedisStore {
         let token_life = life + TOKEN_MARGIN_SECS;
         let fill_started_us = new.meta.fill_started_us;
         let fresh: Vec<Token> = new.tags.iter().map(|_| Token::new_unpurged()).collect();
+        let lease = new.lease;
         let mut entry = Entry {
             status: new.status,
             headers: new.headers,
@@ -312,6 +313,7 @@ impl Storage for RedisStore {
                 &mut entry,
                 &fresh,
                 (life, token_life),
+                lease.as_ref(),
                 &obj_gate,
                 &mut conn,
             )

@@ -35,9 +35,13 @@ pub(super) const LOOKUP_SCRIPT: &str = include_str!("lookup.lua");
 /// written (the host checked the recorded tokens against the fill's start before it asked); when
 /// a token differs it writes nothing and answers the tokens it found, and the host goes on as
 /// the two-step path does after its first round trip. Single Redis only: a tag's token lives in
-/// its own slot in a cluster. KEYS: the entry, then each tag's token and counter. ARGV: the
-/// value, its life, the tokens' life, then per tag the recorded token and a fresh one.
-/// Answer: `{written ('1'/'0'), previous token...}`.
+/// its own slot in a cluster. A fill that holds a fleet lease (`lease.rs`) ends it in the same
+/// step once the entry is written, as the lease script's `finish` does: the outcome
+/// `done:stored` replaces the lease if this instance still holds it, and is announced. KEYS: the
+/// entry, then each tag's token and counter, then the lease if any. ARGV: the value, its life,
+/// the tokens' life, then per tag the recorded token and a fresh one, then with a lease its
+/// holder, the outcome's life and the fill news channel. Answer: `{written ('1'/'0'), previous
+/// token...}`.
 pub(super) const STORE_SCRIPT: &str = include_str!("store.lua");
 
 /// A fill lease's three steps (`lease.rs`), each one atomic read and write of the lease key, so

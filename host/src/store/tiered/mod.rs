@@ -136,6 +136,7 @@ impl Storage for TieredStore {
                 body: f.entry.body.clone(),
                 meta: f.entry.meta,
                 tags: f.entry.tags.iter().map(|(tag, _)| *tag).collect(),
+                lease: None,
             };
             let _ = self.l1.store(key, copy).await;
         }

@@ -52,3 +52,52 @@ start_origin_and_redis() {
   PIDS+=($REDIS_PID)
   wait_http "http://127.0.0.1:$ORIGIN_PORT/api/v1/health"
 }
+
+# A wrk script whose every request carries a new id (`$2`, a Lua expression of `id`): each wrk
+# thread has its own Lua state, so the id carries the thread's number and a per-run random
+# prefix, or every id would be sent once per thread (and again in the next run, which a
+# gateway's table of decisions remembers).
+unique_script() { # file request-expression
+  cat >"$1" <<EOF
+local threads = 0
+math.randomseed(os.time() + #"$1")
+local run = tostring(math.random(1, 1e9))
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", run .. "-" .. threads)
+end
+local n = 0
+request = function()
+  n = n + 1
+  local id = tid .. "-" .. n
+  return $2
+end
+EOF
+}
+
+# A wrk script asking for a new repository id with every request (`/api/v1/repositories/N`,
+# beyond the origin's repositories: a 404 the analysis policy stores briefly), unique across
+# wrk threads and runs, digits only (the policy passes other ids uncached).
+repository_flood_script() { # file
+  cat >"$1" <<'LUA'
+local threads = 0
+math.randomseed(os.time())
+local run = math.random(1, 1000) * 100000000
+function setup(thread)
+  threads = threads + 1
+  thread:set("base", run + threads * 10000000)
+end
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, "/api/v1/repositories/" .. (base + n))
+end
+LUA
+}
+
+plugin_calls() { # admin port: "calls total_µs" of the policy calls so far (/stats)
+  curl -fs "http://127.0.0.1:$1/stats" | python3 -c '
+import json, sys
+t = json.load(sys.stdin)["total"]
+print(t["plugin_calls"], t["plugin_calls"] * (t["plugin_call_us"] or 0))'
+}

@@ -39,21 +39,7 @@ rss_mb() { # pid
   awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
 }
 
-# Unique repository ids across wrk threads and runs.
-cat >"$WORK/flood.lua" <<'LUA'
-local threads = 0
-math.randomseed(os.time())
-local run = math.random(1, 1000) * 100000000
-function setup(thread)
-  threads = threads + 1
-  thread:set("base", run + threads * 10000000)
-end
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format(nil, "/api/v1/repositories/" .. (base + n))
-end
-LUA
+repository_flood_script "$WORK/flood.lua"
 
 flood() { # name tier_bytes; prints one row, sets LAST_RSS
   start_larder "$1" "$2"

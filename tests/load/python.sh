@@ -47,36 +47,8 @@ open(sys.argv[2], "wb").write(data + b"\x00" + bytes([len(body)]) + body)
 EOF
 done
 
-cat >"$WORK/unique.lua" <<'EOF'
-local threads = 0
-math.randomseed(os.time())
-local run = tostring(math.random(1, 1e9))
-function setup(thread)
-  threads = threads + 1
-  thread:set("tid", run .. "-" .. threads)
-end
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format(nil, nil, { ["x-nonce"] = tid .. "-" .. n })
-end
-EOF
-# A new repository id per request: digits only (the policy passes anything else uncached),
-# beyond the origin's 50 repositories, distinct per thread and run.
-cat >"$WORK/misses.lua" <<'EOF'
-local threads = 0
-math.randomseed(os.time())
-local run = math.random(1, 1e6) * 1e9
-function setup(thread)
-  threads = threads + 1
-  thread:set("tid", threads)
-end
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format(nil, string.format("/api/v1/repositories/%d", run + n * 4 + tid))
-end
-EOF
+unique_script "$WORK/unique.lua" 'wrk.format(nil, nil, { ["x-nonce"] = id })'
+repository_flood_script "$WORK/misses.lua"
 
 start_gateway() { # lang; sets PORT, ADMIN, GATEWAY_PID
   PORT=$(free_port); ADMIN=$(free_port)
@@ -89,13 +61,6 @@ start_gateway() { # lang; sets PORT, ADMIN, GATEWAY_PID
   wait_up "$ADMIN"
 }
 
-plugin_calls() { # "calls total_µs" of the policy calls so far (/stats)
-  curl -fs "http://127.0.0.1:$ADMIN/stats" | python3 -c '
-import json, sys
-t = json.load(sys.stdin)["total"]
-print(t["plugin_calls"], t["plugin_calls"] * (t["plugin_call_us"] or 0))'
-}
-
 version() { # the loaded version of analysis-policy (/health; no Python here: it is polled)
   curl -fs "http://127.0.0.1:$ADMIN/health" | grep -o '"name":"analysis-policy","version":"[0-9a-f]*"'
 }
@@ -103,9 +68,9 @@ version() { # the loaded version of analysis-policy (/health; no Python here: it
 # wrk on `path` with `script`: "requests/s mean-call-µs".
 load() { # path script
   local calls0 us0 calls1 us1 out rps
-  read -r calls0 us0 < <(plugin_calls)
+  read -r calls0 us0 < <(plugin_calls "$ADMIN")
   out=$(wrk -t2 -c64 -d"$DURATION"s -s "$2" "http://127.0.0.1:$PORT$1")
-  read -r calls1 us1 < <(plugin_calls)
+  read -r calls1 us1 < <(plugin_calls "$ADMIN")
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   echo "$rps $(awk -v c="$((calls1 - calls0))" -v u="$us1" -v v="$us0" 'BEGIN { printf "%.1f", (u - v) / c }')"
 }

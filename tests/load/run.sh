@@ -146,38 +146,10 @@ EOF
   PIDS+=($!)
 fi
 
-# A wrk script whose every request carries a new id (`$2`, a Lua expression of `id`): each wrk
-# thread has its own Lua state, so the id carries the thread's number and a per-run random
-# prefix, or every id would be sent once per thread (and again in the next run, which a
-# gateway's table of decisions remembers).
-unique_script() { # file request-expression
-  cat >"$1" <<EOF
-local threads = 0
-math.randomseed(os.time() + #"$1")
-local run = tostring(math.random(1, 1e9))
-function setup(thread)
-  threads = threads + 1
-  thread:set("tid", run .. "-" .. threads)
-end
-local n = 0
-request = function()
-  n = n + 1
-  local id = tid .. "-" .. n
-  return $2
-end
-EOF
-}
 unique_script "$WORK/unique.lua" 'wrk.format(nil, nil, { ["x-nonce"] = id })'
 # Misses: a new URL with every request (`k=` is ignored by the origin, part of every target's
 # key).
 unique_script "$WORK/miss.lua" 'wrk.format(nil, wrk.path .. "&k=" .. id)'
-
-plugin_calls() { # admin port: "calls total_µs" of the policy calls so far (/stats)
-  curl -fs "http://127.0.0.1:$1/stats" | python3 -c '
-import json, sys
-t = json.load(sys.stdin)["total"]
-print(t["plugin_calls"], t["plugin_calls"] * (t["plugin_call_us"] or 0))'
-}
 
 redis_cpu() { # user + system seconds so far of the Redis processes in REDIS_CPU_PIDS
   local pid total=0

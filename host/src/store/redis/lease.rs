@@ -12,10 +12,10 @@
 //! Who waits: a claim that finds the lease held marks it (the holder's id gets a `+`), and only
 //! a marked lease's end is announced. Most misses are nobody else's (a new key, one instance),
 //! and a message per miss that every instance receives and drops cost about 14% of the misses a
-//! gateway answers (`tests/load/miss.sh`). The key's name changed with the mark (it was
-//! `<prefix>lease:`): during a rolling upgrade, instances of the earlier release, whose scripts
-//! do not know the mark, keep to their own leases, so each release fills a cold key once
-//! rather than a marked lease outliving a holder that cannot end it.
+//! gateway answers (`tests/load/miss.sh`). The key's name differs from the `<prefix>lease:` of
+//! earlier releases, whose scripts do not know the mark: during a rolling upgrade each release
+//! keeps to its own leases and fills a cold key once, rather than a marked lease outliving a
+//! holder that cannot end it.
 //!
 //! A holder that dies or stalls stops renewing: its lease expires within [`LEASE`], and one
 //! waiting instance takes over. Every step is one round trip through the breaker and the
@@ -81,7 +81,7 @@ impl ClaimMode {
 /// [`LEASE`]). [`RedisStore::renewing`] keeps it while the fill runs.
 ///
 /// A fill that stores on a single Redis ends its lease in the store's script (the entry, then
-/// the outcome and its announcement, in one round trip); the fill carries a clone of its lease
+/// the outcome, announced if waited for, in one round trip); the fill carries a clone of its lease
 /// to the store for that (`NewEntry::lease`), and [`Lease::ended_by_store`] tells its holder
 /// that [`RedisStore::finish_fill`] has nothing left to do.
 #[derive(Debug, Clone)]
